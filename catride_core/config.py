@@ -1,0 +1,148 @@
+"""Typed parameters: the pydantic models of ``params.yaml`` and its only parser.
+
+Every hyperparameter of the pipeline lives in ``params.yaml``, one section per
+stage plus a shared ``base`` section. ``load_params`` validates the whole file
+at once; any problem raises ``ParamsError`` whose message is a single line
+naming the file and the key, e.g.
+``params.yaml: pretrain.epochs: must be >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+DATASETS = ("mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder")
+ARCHS = ("c2f2", "resnet18", "resnet50")
+MINERS = ("random", "semihard", "gradual_semihard")
+
+DatasetName = Literal["mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder"]
+ArchName = Literal["c2f2", "resnet18", "resnet50"]
+MinerName = Literal["random", "semihard", "gradual_semihard"]
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be used; the message is one line naming file and key."""
+
+
+def _pixel_fraction(value: Any) -> Any:
+    """Accept ``"77/255"`` as well as plain numbers, so budgets read as in papers."""
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"not a number or fraction like '8/255': {value!r}") from None
+    return value
+
+
+# A perturbation budget in [0, 1] pixel units, written as a number or "a/b".
+PixelBudget = Annotated[float, BeforeValidator(_pixel_fraction), Field(ge=0.0, le=1.0)]
+
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(Section):
+    """Shared by every stage."""
+
+    seed: int = Field(0, ge=0, description="seed of every random choice (splits, sampling, init, targets)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present")
+
+
+class PrepareParams(Section):
+    """Which data, and how it is split into train and test."""
+
+    dataset: DatasetName = "mnist5k"
+    root: str | None = Field(None, description="folder holding the user's copy of the dataset")
+    split: Literal["stratified", "class_disjoint"] = "stratified"
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class PretrainParams(Section):
+    """Benign triplet training (METHOD.md section 3)."""
+
+    arch: ArchName = "c2f2"
+    embedding_dim: int = Field(512, ge=1)
+    weights: str | None = Field(None, description="local ImageNet weights file for resnets; null = random init")
+    epochs: int = Field(8, ge=1)
+    pairs_per_batch: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-7, ge=0.0)
+    margin: float = Field(0.2, gt=0.0)
+    miner: MinerName = "gradual_semihard"
+    num_workers: int = Field(0, ge=0)
+
+
+class EvaluateParams(Section):
+    """Benign retrieval metrics (METHOD.md section 6)."""
+
+    recall_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    block_size: int = Field(1024, ge=1, description="queries ranked at once; bounds memory on big galleries")
+    batch_size: int = Field(512, ge=1, description="images embedded at once")
+
+
+class Params(Section):
+    """The whole params.yaml."""
+
+    base: BaseParams = BaseParams()
+    prepare: PrepareParams = PrepareParams()
+    pretrain: PretrainParams = PretrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One readable phrase for a pydantic error, always ending with what was given."""
+    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"must be {bounds[kind]} {limit}, got {given!r}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {given!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{message[0].lower()}{message[1:]}, got {given!r}"
+
+
+def parse_params(data: Any, source: str = "params.yaml") -> Params:
+    """Validate already-parsed YAML; ``source`` names the file in errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ParamsError(f"{source}: {key}: {_describe(first)}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        ParamsError: missing file, bad YAML, unknown key, wrong type or out-of-range value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read params file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ParamsError(f"{path}: not valid YAML{line}") from None
+    return parse_params(data, source=str(path))

@@ -1,0 +1,47 @@
+"""Datasets: sources (one per ``prepare.dataset`` name), splits, sampler, torch Datasets.
+
+A source is a function ``(root) -> SourceData``; ``SOURCES`` maps each name of
+``config.DATASETS`` to one, so new datasets slot in without touching the stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from catride_core.data.mnist5k import load_mnist5k
+from catride_core.data.prepared import PreparedData, build_dataset
+from catride_core.data.source import DataError, SourceData
+from catride_core.data.split import class_disjoint_split, stratified_split
+
+SOURCES: dict[str, Callable[[str | None], SourceData]] = {
+    "mnist5k": load_mnist5k,
+}
+
+
+def read_source(name: str, root: str | None) -> SourceData:
+    """Read dataset ``name`` from ``root`` with its registered source."""
+    if name not in SOURCES:
+        raise DataError(f"dataset {name!r} has no source yet; available: {sorted(SOURCES)}")
+    return SOURCES[name](root)
+
+
+def choose_split(source: SourceData, split: str, test_fraction: float, seed: int) -> np.ndarray:
+    """The is_test mask: the dataset's own split if it fixes one, else the configured one."""
+    if source.is_test is not None:
+        return np.asarray(source.is_test, dtype=bool)
+    if split == "class_disjoint":
+        return class_disjoint_split(source.labels, test_fraction, seed)
+    return stratified_split(source.labels, test_fraction, seed)
+
+
+__all__ = [
+    "SOURCES",
+    "DataError",
+    "PreparedData",
+    "SourceData",
+    "build_dataset",
+    "choose_split",
+    "read_source",
+]

@@ -1,0 +1,73 @@
+"""The prepared dataset: what ``prepare`` writes and every later stage reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+Split = Literal["train", "test"]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A split dataset.
+
+    Attributes:
+        manifest: one row per item with columns ``index``, ``label``, ``split``
+            (and ``path`` for lazily read image datasets).
+        meta: dataset name, root, image size, channels, classes, checksum.
+        images: uint8 pixels of every item, for in-memory datasets. Shape: (N, C, H, W)
+    """
+
+    manifest: pd.DataFrame
+    meta: dict[str, Any]
+    images: np.ndarray | None = None
+
+    def indices(self, split: Split) -> np.ndarray:
+        """Row indices of one side of the split, in manifest order."""
+        return self.manifest.index[self.manifest["split"] == split].to_numpy()
+
+    def labels(self, split: Split) -> np.ndarray:
+        """Labels of one side of the split, in manifest order."""
+        return self.manifest["label"].to_numpy()[self.indices(split)]
+
+
+class TensorImageDataset(Dataset):
+    """Images held in memory as uint8, served as float tensors in [0, 1].
+
+    Shape:
+        images: (N, C, H, W) uint8; items: ((C, H, W) float32, int label)
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index].float().div_(255.0), int(self.labels[index])
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images as float [0, 1] and all labels, at once (small datasets only)."""
+        return self.images.float().div_(255.0), self.labels
+
+
+def build_dataset(data: PreparedData, split: Split, train: bool) -> Dataset:
+    """A torch Dataset of one split; ``train`` selects the training transforms.
+
+    In-memory (28 px) datasets have no transforms.
+    """
+    rows = data.indices(split)
+    labels = data.manifest["label"].to_numpy()[rows]
+    if data.images is not None:
+        return TensorImageDataset(data.images[rows], labels)
+    from catride_core.data.images import FileImageDataset
+
+    return FileImageDataset.from_prepared(data, rows, train=train)

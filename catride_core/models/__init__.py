@@ -1,0 +1,53 @@
+"""Embedding models: an image batch in [0, 1] -> L2-normalised embeddings.
+
+``build_model(arch, embedding_dim, weights)`` is the registry; every model it
+returns is an ``Embedder``, whose output rows have unit norm, so every
+distance in the project lives on the unit sphere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from catride_core.models.c2f2 import C2F2
+
+
+class Embedder(nn.Module):
+    """Wraps a feature network and L2-normalises its output.
+
+    Shape:
+        input: (B, C, H, W) in [0, 1]; output: (B, D) with unit rows
+    """
+
+    def __init__(self, network: nn.Module, arch: str, embedding_dim: int, image_size: int, channels: int) -> None:
+        super().__init__()
+        self.network = network
+        self.arch = arch
+        self.embedding_dim = embedding_dim
+        self.image_size = image_size
+        self.channels = channels
+
+    def forward(self, images: Tensor) -> Tensor:
+        return F.normalize(self.network(images), dim=-1)
+
+
+def _c2f2(embedding_dim: int, weights: str | None) -> Embedder:
+    if weights is not None:
+        raise ValueError("pretrain.weights: c2f2 has no pretrained weights; use null")
+    return Embedder(C2F2(embedding_dim), "c2f2", embedding_dim, image_size=28, channels=1)
+
+
+ARCHITECTURES: dict[str, Callable[[int, str | None], Embedder]] = {"c2f2": _c2f2}
+
+
+def build_model(arch: str, embedding_dim: int, weights: str | None = None) -> Embedder:
+    """A freshly initialised (or ImageNet-initialised) embedding model.
+
+    Initialisation draws from torch's global RNG: seed it first.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"pretrain.arch: unknown architecture {arch!r}; available: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](embedding_dim, weights)

@@ -63,6 +63,7 @@ class PrepareParams(Section):
     root: str | None = Field(None, description="folder holding the user's copy of the dataset")
     split: Literal["stratified", "class_disjoint"] = "stratified"
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    max_per_class: int | None = Field(None, ge=2, description="keep a seeded subsample of at most this many items per class")
 
 
 class PretrainParams(Section):

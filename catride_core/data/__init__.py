@@ -13,7 +13,7 @@ import numpy as np
 from catride_core.data.mnist5k import load_mnist5k
 from catride_core.data.prepared import PreparedData, build_dataset
 from catride_core.data.source import DataError, SourceData
-from catride_core.data.split import class_disjoint_split, stratified_split
+from catride_core.data.split import class_disjoint_split, per_class_subsample, stratified_split
 
 SOURCES: dict[str, Callable[[str | None], SourceData]] = {
     "mnist5k": load_mnist5k,
@@ -25,6 +25,13 @@ def read_source(name: str, root: str | None) -> SourceData:
     if name not in SOURCES:
         raise DataError(f"dataset {name!r} has no source yet; available: {sorted(SOURCES)}")
     return SOURCES[name](root)
+
+
+def limit_per_class(source: SourceData, max_per_class: int | None, seed: int) -> SourceData:
+    """Keep at most ``max_per_class`` items of each class (seeded); ``None`` keeps all."""
+    if max_per_class is None:
+        return source
+    return source.subset(per_class_subsample(source.labels, max_per_class, seed))
 
 
 def choose_split(source: SourceData, split: str, test_fraction: float, seed: int) -> np.ndarray:
@@ -43,5 +50,6 @@ __all__ = [
     "SourceData",
     "build_dataset",
     "choose_split",
+    "limit_per_class",
     "read_source",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -49,3 +49,13 @@ class SourceData:
             raise ValueError("SourceData: paths and labels differ in length")
         if self.is_test is not None and len(self.is_test) != n:
             raise ValueError("SourceData: is_test and labels differ in length")
+
+    def subset(self, rows: np.ndarray) -> SourceData:
+        """The same dataset restricted to ``rows`` (in that order)."""
+        return replace(
+            self,
+            labels=self.labels[rows],
+            images=None if self.images is None else self.images[rows],
+            paths=None if self.paths is None else [self.paths[i] for i in rows],
+            is_test=None if self.is_test is None else self.is_test[rows],
+        )

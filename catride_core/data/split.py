@@ -35,3 +35,10 @@ def class_disjoint_split(labels: np.ndarray, test_fraction: float, seed: int) ->
     n_test = min(max(1, int(round(test_fraction * len(classes)))), len(classes) - 1)
     test_classes = np.random.default_rng(seed).permutation(classes)[:n_test]
     return np.isin(labels, test_classes)
+
+
+def per_class_subsample(labels: np.ndarray, max_per_class: int, seed: int) -> np.ndarray:
+    """Sorted row indices keeping a seeded random ``max_per_class`` items of every class."""
+    rng = np.random.default_rng([seed, 7])
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:max_per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep))

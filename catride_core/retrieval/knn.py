@@ -1,0 +1,58 @@
+"""Exact nearest-neighbour search with faiss, blockwise over the queries."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def nearest_neighbors(
+    queries: Tensor,
+    gallery: Tensor,
+    k: int,
+    exclude: Tensor | None = None,
+    block_size: int = 4096,
+) -> tuple[Tensor, Tensor]:
+    """The ``k`` gallery items nearest to each query, exact (faiss ``IndexFlatL2``).
+
+    The query's own gallery item is removed *by index* (``exclude[i]``), never
+    by dropping rank 0, which would go wrong on duplicates and ties. Queries are
+    searched ``block_size`` at a time so memory stays bounded on big galleries.
+
+    Args:
+        queries: Shape: (Q, D)
+        gallery: Shape: (G, D)
+        k: neighbours per query (at most G, or G - 1 with ``exclude``).
+        exclude: gallery index to drop from each query's list, -1 for none. Shape: (Q,)
+        block_size: queries searched at once.
+
+    Returns:
+        Euclidean distances (ascending) and gallery indices. Shape: 2 x (Q, k)
+    """
+    n_gallery = gallery.shape[0]
+    extra = 0 if exclude is None else 1
+    if not 1 <= k <= n_gallery - extra:
+        raise ValueError(f"k = {k} neighbours asked of a gallery of {n_gallery} items")
+    index = faiss.IndexFlatL2(gallery.shape[1])
+    index.add(np.ascontiguousarray(gallery.detach().cpu().float().numpy()))
+    query_array = np.ascontiguousarray(queries.detach().cpu().float().numpy())
+    all_distances, all_indices = [], []
+    for start in range(0, len(query_array), block_size):
+        block = query_array[start : start + block_size]
+        squared, found = index.search(block, k + extra)
+        squared, found = torch.from_numpy(squared), torch.from_numpy(found)
+        if exclude is not None:
+            own = exclude[start : start + block_size].cpu()[:, None]
+            hit = found == own
+            # drop the excluded item where it was found, otherwise the last (k+1-th) one
+            keep = ~hit
+            keep[:, -1] &= hit.any(1)
+            squared = squared[keep].view(len(block), k)
+            found = found[keep].view(len(block), k)
+        all_distances.append(squared.clamp_min(0.0).sqrt())
+        all_indices.append(found)
+    distances = torch.cat(all_distances).to(queries.device)
+    indices = torch.cat(all_indices).to(queries.device)
+    return distances, indices

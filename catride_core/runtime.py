@@ -1,0 +1,31 @@
+"""Where and how reproducibly the computation runs: device choice and seeding."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("base.device: 'cuda' asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from a tuple (base seed, epoch, ...), so streams never overlap."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def seeded_generator(*parts: int) -> torch.Generator:
+    """A CPU generator seeded from ``derive_seed(*parts)``."""
+    return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNG (model initialisation draws from it) and make CPU kernels deterministic."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)

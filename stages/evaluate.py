@@ -1,0 +1,6 @@
+"""DVC stage `evaluate`: see `catride evaluate --help`; the logic lives in catride_core."""
+
+from catride_core.cli import evaluate
+
+if __name__ == "__main__":
+    evaluate()

@@ -1,0 +1,6 @@
+"""DVC stage `prepare`: see `catride prepare --help`; the logic lives in catride_core."""
+
+from catride_core.cli import prepare
+
+if __name__ == "__main__":
+    prepare()

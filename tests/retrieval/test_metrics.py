@@ -1,0 +1,229 @@
+"""Retrieval metrics against a slow per-query loop and hand-worked examples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from catride_core.retrieval.metrics import nmi, rank_metrics, recall_at_1, retrieval_metrics
+
+RECALL_AT = (1, 2, 4, 8)
+
+
+def slow_rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, recall_at):
+    """One query at a time, in plain Python, straight from the definitions."""
+    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]}
+    for i in range(len(queries)):
+        q = queries[i].double()
+        own = -1 if exclude is None else int(exclude[i])
+        # direct difference formula, not the library's |x|^2 + |y|^2 - 2xy expansion
+        distances = ((gallery.double() - q) ** 2).sum(1).sqrt().tolist()
+        ranking = sorted((d, j) for j, d in enumerate(distances) if j != own)
+        rel = [int(gallery_labels[j]) == int(query_labels[i]) for _, j in ranking]
+        n_relevant = sum(rel)
+        for k in recall_at:
+            out[f"R@{k}"].append(float(any(rel[:k])))
+        ap = ap_r = 0.0
+        hits = 0
+        for position, is_relevant in enumerate(rel, start=1):
+            if is_relevant:
+                hits += 1
+                ap += hits / position
+                if position <= n_relevant:
+                    ap_r += hits / position
+        out["AP"].append(ap / n_relevant if n_relevant else 0.0)
+        out["AP@R"].append(ap_r / n_relevant if n_relevant else 0.0)
+    return {name: torch.tensor(values, dtype=torch.float64) for name, values in out.items()}
+
+
+def assert_same(fast, slow):
+    assert fast.keys() == slow.keys()
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], rtol=0, atol=1e-12, msg=name)
+
+
+def random_set(n, dim, n_classes, generator):
+    """Unit embeddings with exact duplicates, some of them with a different label."""
+    embeddings = F.normalize(torch.randn(n, dim, generator=generator), dim=1)
+    labels = torch.randint(0, n_classes, (n,), generator=generator)
+    copies = torch.randperm(n, generator=generator)[: n // 4]
+    embeddings[copies] = embeddings[torch.randint(0, n, (len(copies),), generator=generator)]
+    return embeddings, labels
+
+
+def test_matches_slow_loop_on_random_data_with_duplicates():
+    generator = torch.Generator().manual_seed(0)
+    gallery, gallery_labels = random_set(60, 8, 4, generator)
+    gallery_labels[17] = 9  # the only item of class 9: as a query it has nothing relevant
+    # queries: gallery items (own index excluded) and outsiders (exclude -1)
+    outsiders = F.normalize(torch.randn(10, 8, generator=generator), dim=1)
+    queries = torch.cat([gallery[:40], outsiders])
+    query_labels = torch.cat([gallery_labels[:40], torch.randint(0, 4, (10,), generator=generator)])
+    query_labels[-1] = 5  # an outsider of a class absent from the gallery
+    exclude = torch.cat([torch.arange(40), torch.full((10,), -1)])
+
+    fast = rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, RECALL_AT, block_size=7)
+    slow = slow_rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, RECALL_AT)
+    assert_same(fast, slow)
+    assert fast["AP"][17] == 0 and fast["AP@R"][17] == 0 and fast["AP"][-1] == 0
+    # the data must exercise both outcomes, or the comparison proves little
+    assert 0 < fast["R@1"].mean() < 1 and 0 < fast["AP"].mean() < 1
+
+
+def test_matches_slow_loop_with_exact_ties_between_distinct_items():
+    # small integer coordinates: every distance is the exact sqrt of an integer,
+    # so many distinct items tie exactly and only the index decides their order
+    generator = torch.Generator().manual_seed(1)
+    gallery = torch.randint(-1, 2, (50, 3), generator=generator).float()
+    gallery_labels = torch.randint(0, 3, (50,), generator=generator)
+    exclude = torch.arange(50)
+    exclude[::5] = -1  # some queries keep their own item
+
+    fast = rank_metrics(gallery, gallery_labels, gallery, gallery_labels, exclude, RECALL_AT, block_size=16)
+    slow = slow_rank_metrics(gallery, gallery_labels, gallery, gallery_labels, exclude, RECALL_AT)
+    assert_same(fast, slow)
+
+
+def test_hand_worked_example():
+    # points on a line, query at the origin, gallery index: (x, label)
+    #   0: (3, 0)  1: (-2, 1)  2: (0, 0) = the query's own item  3: (2, 0)  4: (1, 1)  5: (5, 0)  6: (4, 1)
+    # own item 2 removed; items 1 and 3 tie at distance 2 and the lower index goes first:
+    #   ranking 4, 1, 3, 0, 6, 5  ->  relevance 0, 0, 1, 1, 0, 1  (R = 3)
+    #   AP   = (1/3 + 2/4 + 3/6) / 3 = 4/9   (precision at each relevant rank)
+    #   AP@R = (1/3) / 3 = 1/9               (only rank 3 <= R is relevant)
+    #   R@1 = R@2 = 0, R@3 = R@10 = 1
+    # a second query, label 7, has no relevant item: every metric 0
+    xs = torch.tensor([3.0, -2.0, 0.0, 2.0, 1.0, 5.0, 4.0])
+    gallery = torch.stack([xs, torch.zeros(7)], dim=1)
+    gallery_labels = torch.tensor([0, 1, 0, 0, 1, 0, 1])
+    queries = torch.zeros(2, 2)
+    query_labels = torch.tensor([0, 7])
+    exclude = torch.tensor([2, -1])
+
+    out = rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, (1, 2, 3, 10))
+
+    expected = {
+        "R@1": [0.0, 0.0],
+        "R@2": [0.0, 0.0],
+        "R@3": [1.0, 0.0],
+        "R@10": [1.0, 0.0],
+        "AP": [4 / 9, 0.0],
+        "AP@R": [1 / 9, 0.0],
+    }
+    assert_same(out, {name: torch.tensor(values, dtype=torch.float64) for name, values in expected.items()})
+
+
+def test_own_item_goes_by_index_and_its_duplicate_stays():
+    # items 0 and 1 are the same embedding with different labels. Query = item 1 (label 0):
+    # by index, item 0 (label 1) stays at rank 1 -> R@1 = 0, then item 2 -> R@2 = 1,
+    # R = 1, AP = 1/2, AP@R = 0. Dropping "rank 0" instead would drop item 0 (the lower
+    # index wins the tie), keep the query itself on top and report R@1 = 1, AP = 1.
+    gallery = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    labels = torch.tensor([1, 0, 0, 1])
+    queries, query_labels = gallery[1:2], labels[1:2]
+
+    out = rank_metrics(queries, query_labels, gallery, labels, torch.tensor([1]), (1, 2))
+
+    assert out["R@1"].tolist() == [0.0] and out["R@2"].tolist() == [1.0]
+    assert out["AP"].tolist() == [0.5] and out["AP@R"].tolist() == [0.0]
+    # query = item 0 (label 1): its duplicate item 1 (label 0) stays first, item 3 is third
+    out = rank_metrics(gallery[:1], labels[:1], gallery, labels, torch.tensor([0]), (1, 2, 3))
+    assert [out[f"R@{k}"].item() for k in (1, 2, 3)] == [0.0, 0.0, 1.0]
+    assert math.isclose(out["AP"].item(), 1 / 3)
+
+
+def test_blockwise_equals_one_block():
+    generator = torch.Generator().manual_seed(2)
+    embeddings, labels = random_set(90, 16, 5, generator)
+    own = torch.arange(90)
+    whole = rank_metrics(embeddings, labels, embeddings, labels, own, RECALL_AT, block_size=1000)
+    for block_size in (1, 7, 32, 89):
+        blocked = rank_metrics(embeddings, labels, embeddings, labels, own, RECALL_AT, block_size=block_size)
+        for name in whole:
+            assert torch.equal(blocked[name], whole[name]), (block_size, name)
+
+
+def test_recall_at_1_agrees_with_rank_metrics():
+    generator = torch.Generator().manual_seed(3)
+    gallery, gallery_labels = random_set(120, 16, 6, generator)
+    queries = torch.cat([gallery[:60], F.normalize(torch.randn(20, 16, generator=generator), dim=1)])
+    query_labels = torch.cat([gallery_labels[:60], torch.randint(0, 6, (20,), generator=generator)])
+    exclude = torch.cat([torch.arange(60), torch.full((20,), -1)])
+
+    fast = recall_at_1(queries, query_labels, gallery, gallery_labels, exclude, block_size=16)
+    ranked = rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, (1,))["R@1"]
+    assert torch.equal(fast, ranked)
+    assert 0 < fast.mean() < 1
+
+
+def clustered_set(generator, n_classes=4, per_class=40):
+    centres = torch.eye(16)[:n_classes]
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    embeddings = F.normalize(centres[labels] + 0.05 * torch.randn(len(labels), 16, generator=generator), dim=1)
+    return embeddings, labels
+
+
+def test_nmi_on_separated_clusters_is_one_and_deterministic():
+    embeddings, labels = clustered_set(torch.Generator().manual_seed(4))
+    score = nmi(embeddings, labels, n_clusters=4, seed=0)
+    assert score == pytest.approx(1.0, abs=1e-9)
+    assert nmi(embeddings, labels, n_clusters=4, seed=0) == score
+    # labels unrelated to the clusters give a low score
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(5))]
+    assert nmi(embeddings, shuffled, n_clusters=4, seed=0) < 0.2
+
+
+def test_nmi_same_seed_same_value_on_unclustered_data():
+    generator = torch.Generator().manual_seed(6)
+    embeddings, labels = random_set(200, 8, 5, generator)
+    first = nmi(embeddings, labels, n_clusters=5, seed=7)
+    assert nmi(embeddings, labels, n_clusters=5, seed=7) == first
+    assert 0 <= first <= 1
+
+
+def test_retrieval_metrics_keys_and_percent():
+    embeddings, labels = clustered_set(torch.Generator().manual_seed(7))
+    out = retrieval_metrics(embeddings, labels, recall_at=(1, 2, 4), block_size=50, seed=0)
+    assert list(out) == ["R@1", "R@2", "R@4", "mAP", "mAP@R", "NMI"]
+    assert all(type(value) is float for value in out.values())
+    # separated clusters: perfect retrieval and clustering, reported as 100 not 1
+    assert out == pytest.approx({name: 100.0 for name in out}, abs=1e-9)
+
+    generator = torch.Generator().manual_seed(8)
+    embeddings, labels = random_set(80, 8, 4, generator)
+    out = retrieval_metrics(embeddings, labels, recall_at=(1, 2), block_size=30, seed=0)
+    per_query = rank_metrics(embeddings, labels, embeddings, labels, torch.arange(80), (1, 2))
+    assert out["R@1"] == round(100 * per_query["R@1"].mean().item(), 4)
+    assert out["mAP"] == round(100 * per_query["AP"].mean().item(), 4)
+    assert out["mAP@R"] == round(100 * per_query["AP@R"].mean().item(), 4)
+    assert all(round(value, 4) == value for value in out.values())
+    assert 0 < out["mAP"] < 100
+
+
+def test_rejects_bad_inputs():
+    embeddings = torch.eye(3)
+    labels = torch.tensor([0, 1, 0])
+    with pytest.raises(ValueError, match="exclude"):
+        rank_metrics(embeddings, labels, embeddings, labels, torch.tensor([0, 1, 3]), (1,))
+    embeddings[0, 0] = torch.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        rank_metrics(embeddings, labels, embeddings, labels, None, (1,))
+
+
+def test_near_duplicates_keep_their_order():
+    # an item 1e-4 from the query (same label) must rank before one 3e-4 away (other
+    # label); in float32 the |x|^2 + |y|^2 - 2xy expansion loses squared distances
+    # of 1e-8 in its rounding (~1e-7) and would put the lower index first
+    generator = torch.Generator().manual_seed(9)
+    queries = F.normalize(torch.randn(20, 64, generator=generator), dim=1)
+    far = F.normalize(queries + 3e-4 * F.normalize(torch.randn(20, 64, generator=generator), dim=1), dim=1)
+    near = F.normalize(queries + 1e-4 * F.normalize(torch.randn(20, 64, generator=generator), dim=1), dim=1)
+    gallery = torch.cat([far, near])
+    gallery_labels = torch.cat([torch.ones(20), torch.zeros(20)]).long()
+    query_labels = torch.zeros(20).long()
+
+    out = rank_metrics(queries, query_labels, gallery, gallery_labels, None, (1,))
+    assert out["R@1"].tolist() == [1.0] * 20

@@ -10,13 +10,24 @@ from collections.abc import Callable
 
 import numpy as np
 
+from catride_core.data.cars import load_cars
+from catride_core.data.cub import load_cub
+from catride_core.data.folder import load_folder
+from catride_core.data.idx import load_fashion, load_mnist
 from catride_core.data.mnist5k import load_mnist5k
 from catride_core.data.prepared import PreparedData, build_dataset
+from catride_core.data.sop import load_sop
 from catride_core.data.source import DataError, SourceData
 from catride_core.data.split import class_disjoint_split, per_class_subsample, stratified_split
 
 SOURCES: dict[str, Callable[[str | None], SourceData]] = {
     "mnist5k": load_mnist5k,
+    "mnist": load_mnist,
+    "fashion": load_fashion,
+    "cub": load_cub,
+    "cars": load_cars,
+    "sop": load_sop,
+    "folder": load_folder,
 }
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from catride_core.models.c2f2 import C2F2
+from catride_core.models.resnet import ResNetEmbedding
 
 
 class Embedder(nn.Module):
@@ -40,7 +41,21 @@ def _c2f2(embedding_dim: int, weights: str | None) -> Embedder:
     return Embedder(C2F2(embedding_dim), "c2f2", embedding_dim, image_size=28, channels=1)
 
 
-ARCHITECTURES: dict[str, Callable[[int, str | None], Embedder]] = {"c2f2": _c2f2}
+def _resnet18(embedding_dim: int, weights: str | None) -> Embedder:
+    network = ResNetEmbedding("resnet18", embedding_dim, weights)
+    return Embedder(network, "resnet18", embedding_dim, image_size=224, channels=3)
+
+
+def _resnet50(embedding_dim: int, weights: str | None) -> Embedder:
+    network = ResNetEmbedding("resnet50", embedding_dim, weights)
+    return Embedder(network, "resnet50", embedding_dim, image_size=224, channels=3)
+
+
+ARCHITECTURES: dict[str, Callable[[int, str | None], Embedder]] = {
+    "c2f2": _c2f2,
+    "resnet18": _resnet18,
+    "resnet50": _resnet50,
+}
 
 
 def build_model(arch: str, embedding_dim: int, weights: str | None = None) -> Embedder:

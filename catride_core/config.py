@@ -23,6 +23,10 @@ MINERS = ("random", "semihard", "gradual_semihard")
 DatasetName = Literal["mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder"]
 ArchName = Literal["c2f2", "resnet18", "resnet50"]
 MinerName = Literal["random", "semihard", "gradual_semihard"]
+ATTACKS = ("ca_plus", "ca_minus", "qa_plus", "qa_minus", "tma", "es", "ltm", "gtm", "gtt")
+AttackName = Literal["ca_plus", "ca_minus", "qa_plus", "qa_minus", "tma", "es", "ltm", "gtm", "gtt"]
+DEFENSES = ("none", "est", "act", "hm", "tride", "ca_tride")
+DefenseName = Literal["none", "est", "act", "hm", "tride", "ca_tride"]
 
 
 class ParamsError(ValueError):
@@ -89,6 +93,59 @@ class EvaluateParams(Section):
     batch_size: int = Field(512, ge=1, description="images embedded at once")
 
 
+class AttackParams(Section):
+    """The ranking attacks (METHOD.md section 5); defaults are RobRank's "rob28" budget."""
+
+    names: list[AttackName] = Field(default_factory=lambda: list(ATTACKS), min_length=1)
+    eps: PixelBudget = 77 / 255
+    step_size: PixelBudget = 3 / 255
+    steps: int = Field(32, ge=0)
+    random_start: bool = False
+    candidates: int = Field(1, ge=1, description="M: target candidates per query of QA+/QA-")
+    queries: int = Field(1, ge=1, description="W: target queries per candidate of CA+/CA-")
+    batch_size: int = Field(250, ge=1, description="queries attacked at once")
+    max_queries: int | None = Field(None, ge=1, description="attack only the first N test images; null = all")
+    save_images: int = Field(8, ge=0, description="adversarial images kept per attack for reports")
+
+
+class HMParams(Section):
+    """Hardness manipulation (METHOD.md section 4.3)."""
+
+    ics: bool = True
+    ics_weight: float = Field(0.5, ge=0.0, description="0.05 on SOP")
+    stop_change_below: float = Field(1e-7, ge=0.0)
+
+
+class TrideParams(Section):
+    """TRIDE and CA-TRIDE (METHOD.md section 4.4); ``tride`` is ``ca_tride`` without the collapse bound and brake."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    lambda_: float = Field(10.0, alias="lambda", ge=0.0, description="inverse temperature of M_lambda")
+    ramp: bool = Field(True, description="step size alpha * t / T, t = 0-based epoch (first epoch benign)")
+    stop_below: float | None = Field(1e-5, ge=0.0, description="stop a batch's PGD once its loss is below this")
+    extra_term: bool = Field(False, description="authors' undocumented term on every other loss call")
+    extra_weight: float = Field(0.5, ge=0.0)
+    extra_margin: float = Field(0.04, ge=0.0)
+
+
+class FinetuneParams(Section):
+    """Adversarial fine-tuning from the pretrained model (METHOD.md section 4)."""
+
+    defenses: list[DefenseName] = Field(default_factory=lambda: list(DEFENSES), min_length=1)
+    epochs: int = Field(4, ge=1)
+    pairs_per_batch: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-7, ge=0.0)
+    margin: float = Field(0.2, gt=0.0)
+    miner: MinerName = "gradual_semihard"
+    eps: PixelBudget = 77 / 255
+    step_size: PixelBudget = 3 / 255
+    steps: int = Field(16, ge=0, description="inner PGD iterations per batch")
+    hm: HMParams = HMParams()
+    tride: TrideParams = TrideParams()
+
+
 class Params(Section):
     """The whole params.yaml."""
 
@@ -96,6 +153,8 @@ class Params(Section):
     prepare: PrepareParams = PrepareParams()
     pretrain: PretrainParams = PretrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    finetune: FinetuneParams = FinetuneParams()
+    attack: AttackParams = AttackParams()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -73,9 +73,16 @@ def test_declared_params_exist(name, stage):
 
 def test_params_yaml_lists_every_field():
     # params.yaml is the documentation of the defaults: every field appears, with the model's default
-    defaults = Params().model_dump(mode="json")
-    for section, values in defaults.items():
-        assert set(PARAMS[section]) == set(values), section
+    defaults = Params().model_dump(mode="json", by_alias=True)
+
+    def keys(node, prefix=""):
+        for key, value in node.items():
+            yield prefix + key
+            if isinstance(value, dict):
+                yield from keys(value, prefix + key + ".")
+
+    assert set(keys(PARAMS)) == set(keys(defaults))
+    assert Params.model_validate(PARAMS) is not None
 
 
 def test_same_params_give_byte_identical_metrics(tmp_path):

@@ -1,0 +1,121 @@
+"""Robustness scores from the ranking attacks (METHOD.md section 6): ERS, ARS, embedding spread.
+
+Scores are keyed by the attacks' display names: "CA+", "CA-", "QA+", "QA-",
+"TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT". CA/QA/ES:R/LTM/GTM/GTT are in %,
+TMA is a cosine and ES:D a distance in [0, 2].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from catride_core.distances import paired_distances
+
+SCORES: tuple[str, ...] = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT")
+
+
+def _require(values: Mapping[str, float], what: str) -> None:
+    missing = [name for name in SCORES if name not in values]
+    if missing:
+        raise KeyError(f"{what} lacks the scores {missing}")
+
+
+def ers(values: Mapping[str, float]) -> float:
+    """Empirical robustness score (RobRank) of the adversarial values, in %.
+
+    ERS = mean of [2 CA+, 100 - CA-, 2 QA+, 100 - QA-, 100 (1 - TMA),
+    100 (2 - ES:D) / 2, ES:R, LTM, GTM, GTT]. Each term is 100 for a model the
+    attack cannot move off its assumed clean level (50 for CA+/QA+, 0 for TMA).
+    """
+    _require(values, "ers")
+    terms = [
+        2.0 * values["CA+"],
+        100.0 - values["CA-"],
+        2.0 * values["QA+"],
+        100.0 - values["QA-"],
+        100.0 * (1.0 - values["TMA"]),
+        100.0 * (2.0 - values["ES:D"]) / 2.0,
+        values["ES:R"],
+        values["LTM"],
+        values["GTM"],
+        values["GTT"],
+    ]
+    return sum(terms) / len(terms)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, and 1 where the clean level leaves the attack nothing to take."""
+    return numerator / denominator if denominator > 0 else 1.0
+
+
+def ars(clean: Mapping[str, float], adversarial: Mapping[str, float], r1_clean: float, spread: float) -> float:
+    """Attack-relative robustness score, in % (0..100). This is the project's own definition.
+
+    The CA-TRIDE paper proposes a metric to replace ERS without a formula we
+    could use, so the project defines ARS itself (METHOD.md section 6). ERS
+    assumes fixed clean levels (50 for CA+/QA+, 0 for TMA) and never looks at
+    clean retrieval, so a collapsed model whose embeddings barely move scores
+    well on ES:D, TMA, CA- and QA-. ARS instead measures each attack against
+    the same model's clean value on the same targets, the embedding shift
+    against the model's own embedding spread, and scales by clean R@1:
+
+        r(CA+) = min(1, CA+_adv / CA+_clean)                  r(QA+) likewise
+        r(CA-) = min(1, (100 - CA-_adv) / (100 - CA-_clean))  r(QA-) likewise
+        r(TMA) = clip((1 - TMA_adv) / (1 - TMA_clean), 0, 1)
+        r(ES:D) = clip(1 - ES:D / spread, 0, 1)
+        r(ES:R), r(LTM), r(GTM) = min(1, R@1_adv / R@1_clean)
+        r(GTT) = GTT / 100
+        ARS = R@1_clean * mean(r)
+
+    R@1_clean of ES:R/LTM/GTM is each attack's own clean value (benign R@1 of
+    the attacked queries). A ratio whose clean level is already the attack's
+    worst case (denominator 0, e.g. CA+_clean = 0) counts as 1: the attack has
+    nothing left to take.
+
+    Args:
+        clean: display score name -> clean value on the attack's targets.
+        adversarial: display score name -> adversarial value.
+        r1_clean: benign R@1 of the model, in %.
+        spread: mean distance between two distinct random test embeddings (> 0).
+    """
+    _require(clean, "ars clean values")
+    _require(adversarial, "ars adversarial values")
+    if spread <= 0:
+        raise ValueError(f"embedding spread must be > 0, got {spread}")
+    ratios = [
+        min(1.0, _ratio(adversarial["CA+"], clean["CA+"])),
+        min(1.0, _ratio(100.0 - adversarial["CA-"], 100.0 - clean["CA-"])),
+        min(1.0, _ratio(adversarial["QA+"], clean["QA+"])),
+        min(1.0, _ratio(100.0 - adversarial["QA-"], 100.0 - clean["QA-"])),
+        min(1.0, max(0.0, _ratio(1.0 - adversarial["TMA"], 1.0 - clean["TMA"]))),
+        min(1.0, max(0.0, 1.0 - adversarial["ES:D"] / spread)),
+        min(1.0, _ratio(adversarial["ES:R"], clean["ES:R"])),
+        min(1.0, _ratio(adversarial["LTM"], clean["LTM"])),
+        min(1.0, _ratio(adversarial["GTM"], clean["GTM"])),
+        adversarial["GTT"] / 100.0,
+    ]
+    return r1_clean * sum(ratios) / len(ratios)
+
+
+def embedding_spread(embeddings: Tensor, generator: torch.Generator | int, pairs: int = 10_000) -> float:
+    """Mean distance between two distinct random embeddings (pairs drawn with replacement).
+
+    Args:
+        embeddings: test embeddings. Shape: (N, D), N >= 2
+        generator: CPU generator, or a seed for a fresh one.
+        pairs: number of random pairs.
+    """
+    n = embeddings.shape[0]
+    if n < 2:
+        raise ValueError(f"embedding spread needs at least 2 embeddings, got {n}")
+    if isinstance(generator, int):
+        generator = torch.Generator().manual_seed(generator)
+    first = torch.randint(0, n, (pairs,), generator=generator)
+    second = torch.randint(0, n - 1, (pairs,), generator=generator)
+    # draw the partner from the n - 1 others: skip over the first item's slot
+    second = second + (second >= first).long()
+    device = embeddings.device
+    return float(paired_distances(embeddings[first.to(device)], embeddings[second.to(device)]).mean())

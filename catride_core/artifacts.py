@@ -58,9 +58,29 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_figure(path: str | Path, figure: Any) -> None:
+    """A matplotlib figure as PNG (metadata stripped, so equal plots give equal bytes); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(figure)
+
+
 def write_csv(path: str | Path, table: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def save_tensor(path: str | Path, tensor: torch.Tensor) -> None:
+    """A tensor (e.g. adversarial images kept for a report), on the CPU."""
+    with atomic_path(path) as tmp:
+        torch.save(tensor.detach().cpu(), tmp)
 
 
 def save_prepared(

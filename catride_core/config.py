@@ -91,6 +91,7 @@ class EvaluateParams(Section):
     recall_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
     block_size: int = Field(1024, ge=1, description="queries ranked at once; bounds memory on big galleries")
     batch_size: int = Field(512, ge=1, description="images embedded at once")
+    collapse_lambda: float = Field(10.0, ge=0.0, description="lambda of the collapseness diagnostic")
 
 
 class AttackParams(Section):
@@ -108,8 +109,24 @@ class AttackParams(Section):
     save_images: int = Field(8, ge=0, description="adversarial images kept per attack for reports")
 
 
+class BenignParams(Section):
+    """``none``: more benign epochs, the undefended baseline trained as long as the others."""
+
+    miner: MinerName = "gradual_semihard"
+
+
+class ESTParams(Section):
+    """EST (METHOD.md 4.1) has no settings of its own: it re-mines randomly on adversarial embeddings."""
+
+
+class ACTParams(Section):
+    """ACT (METHOD.md 4.2)."""
+
+    miner: MinerName = "gradual_semihard"
+
+
 class HMParams(Section):
-    """Hardness manipulation (METHOD.md section 4.3)."""
+    """Hardness manipulation (METHOD.md 4.3); it mines semihard triplets by definition."""
 
     ics: bool = True
     ics_weight: float = Field(0.5, ge=0.0, description="0.05 on SOP")
@@ -117,20 +134,31 @@ class HMParams(Section):
 
 
 class TrideParams(Section):
-    """TRIDE and CA-TRIDE (METHOD.md section 4.4); ``tride`` is ``ca_tride`` without the collapse bound and brake."""
+    """TRIDE, the ablation of CA-TRIDE without the collapse-aware bound and brake (METHOD.md 4.4)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    lambda_: float = Field(10.0, alias="lambda", ge=0.0, description="inverse temperature of M_lambda")
+    miner: MinerName = "gradual_semihard"
     ramp: bool = Field(True, description="step size alpha * t / T, t = 0-based epoch (first epoch benign)")
-    stop_below: float | None = Field(1e-5, ge=0.0, description="stop a batch's PGD once its loss is below this")
-    extra_term: bool = Field(False, description="authors' undocumented term on every other loss call")
+    extra_term: bool = Field(False, description="authors' undocumented term on every other step")
     extra_weight: float = Field(0.5, ge=0.0)
     extra_margin: float = Field(0.04, ge=0.0)
 
 
+class CATrideParams(TrideParams):
+    """CA-TRIDE (METHOD.md 4.4): TRIDE plus the collapse-aware bound and brake."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    lambda_: float = Field(10.0, alias="lambda", ge=0.0, description="inverse temperature of M_lambda")
+    stop_below: float | None = Field(1e-5, ge=0.0, description="stop a batch's PGD once its loss is below this")
+
+
 class FinetuneParams(Section):
-    """Adversarial fine-tuning from the pretrained model (METHOD.md section 4)."""
+    """Adversarial fine-tuning from the pretrained model (METHOD.md section 4).
+
+    The keys above the per-defense sections are shared by every defense; each
+    defense's stage also reads its own section, so changing one defense's
+    setting reruns that defense alone.
+    """
 
     defenses: list[DefenseName] = Field(default_factory=lambda: list(DEFENSES), min_length=1)
     epochs: int = Field(4, ge=1)
@@ -138,12 +166,15 @@ class FinetuneParams(Section):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-7, ge=0.0)
     margin: float = Field(0.2, gt=0.0)
-    miner: MinerName = "gradual_semihard"
     eps: PixelBudget = 77 / 255
     step_size: PixelBudget = 3 / 255
     steps: int = Field(16, ge=0, description="inner PGD iterations per batch")
+    none: BenignParams = BenignParams()
+    est: ESTParams = ESTParams()
+    act: ACTParams = ACTParams()
     hm: HMParams = HMParams()
     tride: TrideParams = TrideParams()
+    ca_tride: CATrideParams = CATrideParams()
 
 
 class Params(Section):

@@ -9,12 +9,15 @@ import yaml
 from click.testing import CliRunner
 
 from catride_core import artifacts
-from catride_core.cli import evaluate, main, prepare, pretrain
+from catride_core.attacks import ATTACKS
+from catride_core.cli import attack, evaluate, finetune, main, prepare, pretrain, report, robustness
 
 TINY = {
     "prepare": {"dataset": "mnist5k", "max_per_class": 30},
     "pretrain": {"epochs": 2, "pairs_per_batch": 16, "embedding_dim": 32},
     "evaluate": {"recall_at": [1, 2], "block_size": 20},
+    "finetune": {"defenses": ["ca_tride"], "epochs": 2, "pairs_per_batch": 16, "steps": 2},
+    "attack": {"steps": 2, "max_queries": 12, "batch_size": 5, "save_images": 3},
 }
 
 
@@ -39,28 +42,88 @@ def pipeline(tmp_path_factory):
         "data": root / "data" / "prepared",
         "checkpoint": root / "models" / "pretrained.pt",
         "log": root / "logs" / "pretrain.csv",
-        "metrics": root / "metrics" / "benign.json",
+        "metrics": root / "metrics" / "benign" / "pretrained.json",
     }
+    paths |= {
+        "finetuned": root / "models" / "ca_tride.pt",
+        "finetune_log": root / "logs" / "ca_tride.csv",
+        "metrics_dir": root / "metrics",
+        "report": root / "reports" / "robustness.md",
+    }
+    data, common = paths["data"], ("--params", params)
     outputs = [
-        invoke(prepare, "--params", params, "--out", paths["data"]),
-        invoke(pretrain, "--params", params, "--data", paths["data"], "--checkpoint", paths["checkpoint"],
-               "--log", paths["log"], "--no-progress"),
-        invoke(evaluate, "--params", params, "--data", paths["data"], "--checkpoint", paths["checkpoint"],
-               "--metrics", paths["metrics"]),
+        invoke(prepare, *common, "--out", data),
+        invoke(pretrain, *common, "--data", data, "--checkpoint", paths["checkpoint"], "--log", paths["log"],
+               "--no-progress"),
+        invoke(evaluate, *common, "--data", data, "--checkpoint", paths["checkpoint"], "--metrics", paths["metrics"]),
+        invoke(finetune, *common, "--data", data, "--pretrained", paths["checkpoint"], "--defense", "ca_tride",
+               "--checkpoint", paths["finetuned"], "--log", paths["finetune_log"], "--no-progress"),
+        invoke(evaluate, *common, "--data", data, "--checkpoint", paths["finetuned"],
+               "--metrics", root / "metrics" / "benign" / "ca_tride.json"),
     ]
+    for model, checkpoint in (("pretrained", paths["checkpoint"]), ("ca_tride", paths["finetuned"])):
+        for name in ATTACKS:
+            outputs.append(invoke(attack, *common, "--data", data, "--checkpoint", checkpoint, "--name", name,
+                                  "--out", root / "attacks" / model / f"{name}.json",
+                                  "--images", root / "attacks" / model / f"{name}.pt", "--no-progress"))
+        outputs.append(invoke(robustness, *common, "--benign", root / "metrics" / "benign" / f"{model}.json",
+                              "--attacks", root / "attacks" / model,
+                              "--out", root / "metrics" / "robustness" / f"{model}.json"))
+    outputs.append(invoke(report, *common, "--metrics", root / "metrics", "--table", root / "reports" / "robustness.csv",
+                          "--markdown", paths["report"], "--figure", root / "reports" / "robustness.png"))
     return paths, outputs
 
 
 def test_stages_run_and_write_their_outputs(pipeline):
     paths, outputs = pipeline
-    assert [o.exit_code for o in outputs] == [0, 0, 0], [o.output for o in outputs]
+    assert all(o.exit_code == 0 for o in outputs), [o.output for o in outputs if o.exit_code]
     data = artifacts.load_prepared(paths["data"])
     assert len(data.manifest) == 300 and data.meta["n_test"] == 60 and data.images.shape == (300, 1, 28, 28)
     log = pd.read_csv(paths["log"])
-    assert list(log["epoch"]) == [1, 2] and {"loss", "R@1", "step"} <= set(log.columns)
+    assert list(log["epoch"]) == [1, 2] and {"loss", "R@1", "step", "collapseness", "spread"} <= set(log.columns)
     metrics = json.loads(paths["metrics"].read_text())
-    assert {"R@1", "R@2", "mAP", "mAP@R", "NMI"} <= set(metrics)
-    assert all(0.0 <= v <= 100.0 for v in metrics.values())
+    assert {"R@1", "R@2", "mAP", "mAP@R", "NMI", "collapseness", "spread"} <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 100.0 for k in ("R@1", "R@2", "mAP", "mAP@R", "NMI"))
+
+
+def test_finetune_log_and_checkpoint(pipeline):
+    paths, _ = pipeline
+    log = pd.read_csv(paths["finetune_log"])
+    assert list(log["epoch"]) == [1, 2]
+    # step-size ramp: epoch 1 (t = 0) is benign, so its inner PGD takes no step
+    assert log["pgd_steps"].iloc[0] == 0 and {"adv_loss", "anp", "collapseness", "R@1"} <= set(log.columns)
+    _, payload = artifacts.load_checkpoint(paths["finetuned"])
+    assert payload["params"]["finetune"]["defense"] == "ca_tride"
+    assert payload["params"]["finetune"]["ca_tride"]["lambda"] == 10.0
+    assert payload["params"]["pretrain"]["epochs"] == 2  # the pretrained model's params travel along
+    assert payload["state"]["step"] == 2 * 15 and payload["state"]["defense_state"] == {}
+
+
+def test_attack_results_robustness_and_report(pipeline):
+    paths, _ = pipeline
+    root = paths["metrics_dir"].parent
+    es = json.loads((root / "attacks" / "pretrained" / "es.json").read_text())
+    assert es["n_queries"] == 12 and set(es["adversarial"]) == {"ES:D", "ES:R"}
+    assert es["clean"]["ES:D"] == 0.0 and es["adversarial"]["ES:D"] > 0.0
+    assert torch.load(root / "attacks" / "pretrained" / "es.pt").shape == (3, 1, 28, 28)
+    robust = json.loads((root / "metrics" / "robustness" / "ca_tride.json").read_text())
+    assert 0.0 <= robust["ERS"] <= 100.0 and 0.0 <= robust["ARS"] <= 100.0 and len(robust["adversarial"]) == 10
+    table = pd.read_csv(root / "reports" / "robustness.csv")
+    assert list(table["model"]) == ["pretrained", "ca_tride"] and {"ERS", "ARS", "CA+", "GTT", "NMI"} <= set(table)
+    text = paths["report"].read_text()
+    assert "by ERS:" in text and "| ca_tride |" in text
+    assert (root / "reports" / "robustness.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_robustness_of_a_subset_of_attacks_reports_no_composite(pipeline, tmp_path):
+    paths, _ = pipeline
+    params = write_params(tmp_path, {**TINY, "attack": {**TINY["attack"], "names": ["es"]}})
+    out = tmp_path / "robust.json"
+    result = invoke(robustness, "--params", params, "--benign", paths["metrics"],
+                    "--attacks", paths["metrics_dir"].parent / "attacks" / "pretrained", "--out", out)
+    assert result.exit_code == 0
+    robust = json.loads(out.read_text())
+    assert robust["ERS"] is None and robust["ARS"] is None and set(robust["adversarial"]) == {"ES:D", "ES:R"}
 
 
 def test_checkpoint_carries_resolved_params_and_state(pipeline):

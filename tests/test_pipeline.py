@@ -1,5 +1,6 @@
 """Contract between dvc.yaml, params.yaml and the CLI; determinism; a real `dvc repro` on tiny data."""
 
+import itertools
 import json
 import re
 import shlex
@@ -20,10 +21,47 @@ DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def lookup(path):
+    node = PARAMS
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def substitute(value, item):
+    """Resolve ${item}, ${item.key} and ${params.path} the way DVC does, for strings in a stage."""
+    if isinstance(value, dict):
+        return {substitute(k, item): substitute(v, item) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, item) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def resolve(match):
+        path = match.group(1)
+        if path == "item":
+            return str(item)
+        if path.startswith("item."):
+            return str(item[path[5:]])
+        return str(lookup(path))
+
+    return re.sub(r"\$\{([^}]+)\}", resolve, value)
+
+
 def stage_items():
-    """(name, stage) for every stage, foreach/matrix stages expanded by their first item."""
+    """(name, stage) for every stage, foreach and matrix stages expanded with params.yaml's values."""
     for name, stage in DVC["stages"].items():
-        yield name, stage
+        if "foreach" in stage:
+            for item in substitute(stage["foreach"], None) if isinstance(stage["foreach"], list) else lookup(stage["foreach"][2:-1]):
+                yield f"{name}@{item}", substitute(stage["do"], item)
+        elif "matrix" in stage:
+            axes = {key: lookup(values[2:-1]) if isinstance(values, str) else values for key, values in stage["matrix"].items()}
+            body = {k: v for k, v in stage.items() if k != "matrix"}
+            for combination in itertools.product(*axes.values()):
+                item = dict(zip(axes, combination))
+                yield f"{name}@{'-'.join(combination)}", substitute(body, item)
+        else:
+            yield name, substitute(stage, None)
 
 
 def command_of(stage):
@@ -58,8 +96,10 @@ def test_every_written_path_is_declared_and_passed(name, stage):
     cmd = stage["cmd"]
     for path in declared_paths(stage):
         assert path in cmd, f"{name}: declared output {path} is not on its command line"
+    produced = {path for _, other in stage_items() for path in declared_paths(other)}
     for dep in stage.get("deps", []):
-        assert (ROOT / dep).exists() or "${" in dep, f"{name}: dependency {dep} does not exist"
+        is_output = any(path == dep or path.startswith(dep + "/") for path in produced)
+        assert is_output or (ROOT / dep).exists(), f"{name}: dependency {dep} is neither code nor a stage output"
 
 
 @pytest.mark.parametrize(("name", "stage"), list(stage_items()))
@@ -69,6 +109,21 @@ def test_declared_params_exist(name, stage):
         for part in key.split("."):
             assert part in node, f"{name}: params key {key} is not in params.yaml"
             node = node[part]
+
+
+def test_fan_out_covers_every_defense_and_attack():
+    names = {name for name, _ in stage_items()}
+    for defense in PARAMS["finetune"]["defenses"]:
+        assert {f"finetune@{defense}", f"evaluate_finetuned@{defense}", f"robustness_finetuned@{defense}"} <= names
+        assert {f"attack_finetuned@{defense}-{attack}" for attack in PARAMS["attack"]["names"]} <= names
+    assert {f"attack@{attack}" for attack in PARAMS["attack"]["names"]} <= names
+
+
+def test_attack_and_defense_names_agree_with_the_code():
+    from catride_core import attacks, config, defenses
+
+    assert tuple(config.ATTACKS) == tuple(attacks.ATTACKS)
+    assert set(config.DEFENSES) == set(defenses.DEFENSES)
 
 
 def test_params_yaml_lists_every_field():
@@ -129,14 +184,32 @@ def test_dvc_repro_and_reruns_only_what_a_param_touches(tmp_path):
     dvc(work, "init", "-q")
     dvc(work, "config", "core.analytics", "false")
     dvc(work, "repro")
-    assert json.loads((work / "metrics" / "benign.json").read_text())["R@1"] >= 0
+    assert json.loads((work / "metrics" / "benign" / "pretrained.json").read_text())["R@1"] >= 0
     assert "up to date" in dvc(work, "repro").stdout
+    assert (work / "reports" / "robustness.png").stat().st_size > 0
+
+    # a CA-TRIDE setting reruns the CA-TRIDE branch and the report, nothing else
+    params["finetune"]["ca_tride"]["lambda"] = 5.0
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    ran = set(re.findall(r"Running stage '([^']+)'", dvc(work, "repro").stdout))
+    attacks = params["attack"]["names"]
+    assert ran == {"finetune@ca_tride", "evaluate_finetuned@ca_tride", "robustness_finetuned@ca_tride", "report",
+                   *(f"attack_finetuned@ca_tride-{a}" for a in attacks)}, ran
+
+    # a pretrain setting reruns everything but prepare
     params["pretrain"]["margin"] = 0.3
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     ran = set(re.findall(r"Running stage '([^']+)'", dvc(work, "repro").stdout))
-    assert ran == set(STAGES_AFTER_PRETRAIN), ran
+    defenses = params["finetune"]["defenses"]
+    assert ran == {"pretrain", "evaluate", "robustness", "report", *(f"attack@{a}" for a in attacks),
+                   *(f"{stage}@{d}" for d in defenses for stage in ("finetune", "evaluate_finetuned", "robustness_finetuned")),
+                   *(f"attack_finetuned@{d}-{a}" for d in defenses for a in attacks)}, ran
 
 
-# Extra sections of later stages shrink here too; the stages a pretrain param reruns:
-TINY_OVERRIDES: dict = {}
-STAGES_AFTER_PRETRAIN = ["pretrain", "evaluate"]
+# tiny budgets for the real `dvc repro`: one defense and one attack (ES), 8 queries with 2 steps;
+# every stage still runs, and the fan-out itself is checked above without running it
+TINY_OVERRIDES: dict = {
+    "finetune": {"defenses": ["ca_tride"], "epochs": 2, "pairs_per_batch": 16, "steps": 2},
+    "attack": {"names": ["es"], "steps": 2, "max_queries": 8, "batch_size": 8},
+    "evaluate": {"recall_at": [1]},
+}

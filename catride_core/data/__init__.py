@@ -15,7 +15,7 @@ from catride_core.data.cub import load_cub
 from catride_core.data.folder import load_folder
 from catride_core.data.idx import load_fashion, load_mnist
 from catride_core.data.mnist5k import load_mnist5k
-from catride_core.data.prepared import PreparedData, build_dataset
+from catride_core.data.prepared import PreparedData, build_dataset, stack_split
 from catride_core.data.sop import load_sop
 from catride_core.data.source import DataError, SourceData
 from catride_core.data.split import class_disjoint_split, per_class_subsample, stratified_split
@@ -63,4 +63,5 @@ __all__ = [
     "choose_split",
     "limit_per_class",
     "read_source",
+    "stack_split",
 ]

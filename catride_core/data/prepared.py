@@ -71,3 +71,20 @@ def build_dataset(data: PreparedData, split: Split, train: bool) -> Dataset:
     from catride_core.data.images import FileImageDataset
 
     return FileImageDataset.from_prepared(data, rows, train=train)
+
+
+def stack_split(data: PreparedData, split: Split, batch_size: int = 64, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as a single tensor of test-transformed images, and its labels.
+
+    Attacks take the whole test split at once; at 224 px this holds N x 3 x 224 x 224 floats.
+
+    Shape:
+        returns (N, C, H, W) float in [0, 1] and (N,) int64
+    """
+    dataset = build_dataset(data, split, train=False)
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.tensors()
+    from torch.utils.data import DataLoader
+
+    batches = list(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers))
+    return torch.cat([images for images, _ in batches]), torch.cat([labels for _, labels in batches])

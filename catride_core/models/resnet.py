@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,6 +53,9 @@ class ResNetEmbedding(nn.Module):
 
     def __init__(self, arch: ResNetArch, embedding_dim: int, weights: str | Path | None = None) -> None:
         super().__init__()
+        # imported here: torchvision takes over a second to import, and only resnets need it
+        import torchvision
+
         constructors = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
         self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self.backbone = constructors[arch](weights=None)

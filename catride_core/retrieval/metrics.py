@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
 from torch import Tensor
 
 from catride_core.distances import pairwise_distances
@@ -183,6 +182,9 @@ def nmi(embeddings: Tensor, labels: Tensor, n_clusters: int, seed: int) -> float
         raise ValueError(f"{n_clusters} clusters asked of {embeddings.shape[0]} embeddings")
     if labels.shape != embeddings.shape[:1]:
         raise ValueError(f"labels of shape {tuple(labels.shape)} for {embeddings.shape[0]} embeddings")
+    # imported here: scikit-learn takes about a second to import, and only NMI needs it
+    from sklearn.metrics import normalized_mutual_info_score
+
     data = np.ascontiguousarray(embeddings.detach().cpu().float().numpy())
     # min_points_per_centroid only silences faiss's stderr warning on small sets
     kmeans = faiss.Kmeans(data.shape[1], n_clusters, seed=seed, min_points_per_centroid=1)

@@ -119,3 +119,19 @@ def embedding_spread(embeddings: Tensor, generator: torch.Generator | int, pairs
     second = second + (second >= first).long()
     device = embeddings.device
     return float(paired_distances(embeddings[first.to(device)], embeddings[second.to(device)]).mean())
+
+
+def robustness_summary(
+    clean: Mapping[str, float], adversarial: Mapping[str, float], r1_clean: float, spread: float
+) -> dict[str, float | None]:
+    """ERS and ARS where every score is present, ``None`` where some attack was not run.
+
+    A subset of attacks (``attack.names``) is a legitimate quick run; its
+    scores are still reported one by one, but a composite score over missing
+    terms would be a different number under the same name.
+    """
+    complete = all(name in adversarial and name in clean for name in SCORES)
+    return {
+        "ERS": ers(adversarial) if complete else None,
+        "ARS": ars(clean, adversarial, r1_clean, spread) if complete else None,
+    }

@@ -1,0 +1,237 @@
+"""What every defense shares (METHOD.md section 4).
+
+A defense is a step function of the training loop (``catride_core.training``):
+``defense(model, images, labels, ctx) -> StepOutput``. An adversarial defense
+splits the step in two so that each half can be read and tested on its own:
+
+- ``perturb``: mine triplets, choose which of their images to perturb, and
+  minimise the defense's inner objective with the project's one sign-PGD
+  (``catride_core.attacks.pgd.pgd``: model in eval mode, no random start,
+  parameters untouched). It returns an ``Adversary``: the mined triplet's clean
+  images, the images to train on (perturbed where the defense perturbs) and
+  what PGD did.
+- ``train_loss``: one forward pass of the training triplet in the mode the
+  loop left the model in (train), the triplet loss on it, plus any term the
+  defense adds (``extra_losses``).
+
+A defense's running state, if any, is explicit: ``state_dict`` /
+``load_state_dict`` (only HM has some: its previous adversarial loss).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from catride_core.attacks.pgd import eval_mode, pgd
+from catride_core.distances import paired_distances
+from catride_core.losses import collapseness, triplet_loss
+from catride_core.training import StepContext, StepOutput
+
+Role = Literal["anchors", "positives", "negatives"]
+ROLES: tuple[Role, ...] = ("anchors", "positives", "negatives")
+
+#: a batch's (anchor, positive, negative) indices. Shape: 3 x (B,)
+Triplets = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class TripletImages:
+    """Images (or embeddings) of B triplets, one tensor per role.
+
+    Shape:
+        anchors, positives, negatives: (B, ...) each
+    """
+
+    anchors: Tensor
+    positives: Tensor
+    negatives: Tensor
+
+    @classmethod
+    def gather(cls, batch: Tensor, triplets: Triplets) -> TripletImages:
+        """Copies of the batch rows each role selects; a batch item used twice gets two copies."""
+        anchors, positives, negatives = triplets
+        return cls(batch[anchors], batch[positives], batch[negatives])
+
+    def role(self, name: Role) -> Tensor:
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class Adversary:
+    """What a defense's inner maximisation produced for one batch.
+
+    Attributes:
+        triplets: the mined triplets, indices into the batch. Shape: 3 x (B,)
+        clean: the triplets' clean images. Shape: 3 x (B, C, H, W)
+        images: the images the defense trains on: the perturbed copies for the
+            roles in ``perturbed``, the clean images for the others.
+        perturbed: the roles PGD perturbed.
+        loss: the inner objective (minimised) at the last iterate PGD evaluated.
+        steps_taken: PGD steps applied (0 when nothing moved).
+    """
+
+    triplets: Triplets
+    clean: TripletImages
+    images: TripletImages
+    perturbed: tuple[Role, ...]
+    loss: float
+    steps_taken: int
+
+
+@torch.no_grad()
+def clean_embeddings(model: nn.Module, images: Tensor) -> Tensor:
+    """Embeddings for mining and for the constants of an inner objective.
+
+    Computed in eval mode, as the perturbation itself is (METHOD.md section 4),
+    and without gradient: they are targets, never trained through.
+
+    Shape:
+        images: (N, C, H, W) -> (N, D)
+    """
+    with eval_mode(model):
+        return model(images)
+
+
+def embed_triplets(model: nn.Module, images: TripletImages) -> TripletImages:
+    """Embeddings of the training triplet with gradient, in one forward pass, in the model's current mode.
+
+    Shape:
+        images: 3 x (B, C, H, W) -> 3 x (B, D)
+    """
+    size = images.anchors.shape[0]
+    embeddings = model(torch.cat([images.anchors, images.positives, images.negatives]))
+    return TripletImages(*embeddings.split(size))
+
+
+def attack_roles(
+    model: nn.Module,
+    triplets: Triplets,
+    clean: TripletImages,
+    roles: tuple[Role, ...],
+    objective: Callable[[Mapping[Role, Tensor]], Tensor],
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    stop_below: float | None = None,
+    stop_change_below: float | None = None,
+) -> Adversary:
+    """Perturb the images of ``roles`` jointly with one ``pgd`` run; keep the other roles clean.
+
+    Args:
+        model: the embedding model.
+        triplets: the mined triplets. Shape: 3 x (B,)
+        clean: their clean images. Shape: 3 x (B, C, H, W)
+        roles: which roles to perturb, e.g. ``("positives", "negatives")``.
+        objective: role -> embeddings of its perturbed images (only ``roles``)
+            -> scalar loss to minimise. Clean embeddings of the unperturbed
+            roles belong in its closure, as constants.
+        eps, step_size, steps, stop_below, stop_change_below: as in ``pgd``.
+    """
+    size = clean.anchors.shape[0]
+
+    def joint(embeddings: Tensor) -> Tensor:
+        return objective(dict(zip(roles, embeddings.split(size))))
+
+    batch = torch.cat([clean.role(role) for role in roles])
+    result = pgd(
+        model, batch, joint, eps, step_size, steps, stop_below=stop_below, stop_change_below=stop_change_below
+    )
+    perturbed = dict(zip(roles, result.images.split(size)))
+    return Adversary(triplets, clean, replace(clean, **perturbed), roles, result.loss, result.steps_taken)
+
+
+class Defense(ABC):
+    """A training step function with explicit running state.
+
+    Call it as a ``StepFn``: ``defense(model, images, labels, ctx) -> StepOutput``
+    with ``images`` an SPC-2 batch (2P, C, H, W) laid out [a1, p1, a2, p2, ...].
+    """
+
+    name: str
+
+    @abstractmethod
+    def __call__(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
+        """One step's loss (with gradient) and statistics."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running state to store in a checkpoint; empty for a stateless defense."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned.
+
+        Raises:
+            KeyError: ``state`` does not hold exactly this defense's keys.
+        """
+        expected = set(self.state_dict())
+        if set(state) != expected:
+            raise KeyError(f"defense {self.name!r} state needs keys {sorted(expected)}, got {sorted(state)}")
+        self._load(state)
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        """Set the running state from a checked ``state``; stateless defenses have nothing to set."""
+
+
+class AdversarialDefense(Defense):
+    """A defense that trains on triplets perturbed by an inner sign-PGD.
+
+    Args:
+        eps: L_inf radius in [0, 1] pixel units.
+        step_size: PGD step size.
+        steps: PGD iterations.
+        collapse_lambda: lambda of the "collapseness" statistic logged per
+            step (METHOD.md 4.4), the same for every defense so logs compare.
+    """
+
+    def __init__(self, *, eps: float, step_size: float, steps: int, collapse_lambda: float) -> None:
+        self.eps = eps
+        self.step_size = step_size
+        self.steps = steps
+        self.collapse_lambda = collapse_lambda
+
+    @abstractmethod
+    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> Adversary:
+        """Mine the batch's triplets and perturb the defense's roles (model parameters untouched).
+
+        Shape:
+            images: (2P, C, H, W); labels: (2P,)
+        """
+
+    def extra_losses(
+        self, model: nn.Module, adversary: Adversary, embeddings: TripletImages, ctx: StepContext
+    ) -> dict[str, Tensor]:
+        """Named terms the defense adds to the triplet loss (each logged under its name); none by default."""
+        return {}
+
+    def train_loss(self, model: nn.Module, adversary: Adversary, ctx: StepContext) -> StepOutput:
+        """Triplet loss (margin ``ctx.margin``) on ``adversary.images`` plus the defense's extra terms.
+
+        Statistics: ``adv_loss`` (inner objective), ``pgd_steps``,
+        ``triplet_loss`` (the adversarial triplet loss alone), ``collapseness``
+        (C of the training triplets), and one entry per extra term.
+        """
+        embeddings = embed_triplets(model, adversary.images)
+        loss = triplet_loss(embeddings.anchors, embeddings.positives, embeddings.negatives, ctx.margin)
+        extras = self.extra_losses(model, adversary, embeddings, ctx)
+        with torch.no_grad():
+            d_ap = paired_distances(embeddings.anchors, embeddings.positives)
+            d_an = paired_distances(embeddings.anchors, embeddings.negatives)
+            collapse = float(collapseness(d_ap, d_an, self.collapse_lambda))
+        stats = {
+            "adv_loss": adversary.loss,
+            "pgd_steps": float(adversary.steps_taken),
+            "triplet_loss": float(loss.detach()),
+            "collapseness": collapse,
+            **{name: float(term.detach()) for name, term in extras.items()},
+        }
+        return StepOutput(loss + sum(extras.values(), torch.zeros((), device=loss.device)), stats)
+
+    def __call__(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
+        return self.train_loss(model, self.perturb(model, images, labels, ctx), ctx)

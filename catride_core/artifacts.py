@@ -72,6 +72,22 @@ def save_figure(path: str | Path, figure: Any) -> None:
     plt.close(figure)
 
 
+def read_yaml_keeping_comments(path: str | Path) -> Any:
+    """A YAML file as a mapping that writes back with its comments (ruamel round trip)."""
+    from ruamel.yaml import YAML
+
+    return YAML().load(Path(path).read_text())
+
+
+def write_yaml_keeping_comments(path: str | Path, data: Any) -> None:
+    from ruamel.yaml import YAML
+
+    yaml_writer = YAML()
+    yaml_writer.width = 120
+    with atomic_path(path) as tmp, tmp.open("w") as handle:
+        yaml_writer.dump(data, handle)
+
+
 def write_csv(path: str | Path, table: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

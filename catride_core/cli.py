@@ -18,7 +18,7 @@ import torch
 
 from catride_core import artifacts, reporting
 from catride_core.attacks import ATTACKS, AttackBudget, AttackCheckError, run_attack
-from catride_core.config import Params, ParamsError, load_params
+from catride_core.config import Params, ParamsError, load_params, merge_overrides, parse_params
 from catride_core.config import DEFENSES
 from catride_core.data import DataError, build_dataset, choose_split, limit_per_class, read_source, stack_split
 from catride_core.defenses import build_defense, collapse_diagnostics, training_miner
@@ -256,6 +256,29 @@ def report(params_path: str, metrics_dir: str, table_path: str, markdown_path: s
     click.echo(table.to_string(index=False))
 
 
+@stage
+@PARAMS_OPTION
+@click.argument("preset")
+@click.option("--root", help="where your copy of the dataset lives (sets prepare.root)")
+def preset(params_path: str, preset: str, root: str | None) -> None:
+    """Switch params.yaml to a published setting: PRESET is a name in presets/ (cub, cars, sop,
+    mnist, fashion) or a YAML file of overrides. Keys it does not name keep their values; the
+    result is validated before params.yaml is rewritten (comments kept)."""
+    folder = Path(params_path).resolve().parent / "presets"
+    preset_path = Path(preset) if Path(preset).is_file() else folder / f"{preset}.yaml"
+    if not preset_path.is_file():
+        available = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise ParamsError(f"{preset}: no such preset file or name; presets in {folder}: {available}")
+    overrides = artifacts.read_yaml_keeping_comments(preset_path)
+    if root is not None:
+        overrides.setdefault("prepare", {})["root"] = root
+    parse_params(overrides, source=str(preset_path))
+    merged = merge_overrides(artifacts.read_yaml_keeping_comments(params_path), overrides)
+    parse_params(merged, source=f"{params_path} with {preset_path.name}")
+    artifacts.write_yaml_keeping_comments(params_path, merged)
+    click.echo(f"{params_path}: applied {preset_path}; review with `git diff {params_path}`, run with `dvc repro`")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """catride: reproducible adversarially robust image retrieval.
@@ -265,7 +288,7 @@ def main() -> None:
     """
 
 
-for _command in (prepare, pretrain, finetune, evaluate, attack, robustness, report):
+for _command in (prepare, pretrain, finetune, evaluate, attack, robustness, report, preset):
     main.add_command(_command)
 
 

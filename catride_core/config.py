@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 DATASETS = ("mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder")
 ARCHS = ("c2f2", "resnet18", "resnet50")
@@ -69,6 +69,12 @@ class PrepareParams(Section):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     max_per_class: int | None = Field(None, ge=2, description="keep a seeded subsample of at most this many items per class")
 
+    @model_validator(mode="after")
+    def _folder_is_class_disjoint(self) -> PrepareParams:
+        if self.dataset == "folder" and self.split != "class_disjoint":
+            raise ValueError("the folder dataset is split class-disjoint (METHOD.md section 1); set split: class_disjoint")
+        return self
+
 
 class PretrainParams(Section):
     """Benign triplet training (METHOD.md section 3)."""
@@ -105,7 +111,7 @@ class AttackParams(Section):
     candidates: int = Field(1, ge=1, description="M: target candidates per query of QA+/QA-")
     queries: int = Field(1, ge=1, description="W: target queries per candidate of CA+/CA-")
     batch_size: int = Field(250, ge=1, description="queries attacked at once")
-    max_queries: int | None = Field(None, ge=1, description="attack only the first N test images; null = all")
+    max_queries: int | None = Field(250, ge=1, description="attack only the first N test images; null = all")
     save_images: int = Field(8, ge=0, description="adversarial images kept per attack for reports")
 
 
@@ -161,7 +167,7 @@ class FinetuneParams(Section):
     """
 
     defenses: list[DefenseName] = Field(default_factory=lambda: list(DEFENSES), min_length=1)
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(3, ge=1)
     pairs_per_batch: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-7, ge=0.0)
@@ -237,3 +243,17 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         line = f" (line {where.line + 1})" if where is not None else ""
         raise ParamsError(f"{path}: not valid YAML{line}") from None
     return parse_params(data, source=str(path))
+
+
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, section by section (nested mappings merge, values replace).
+
+    ``base`` is updated in place (so a comment-keeping YAML mapping keeps its
+    comments) and returned.
+    """
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_overrides(base[key], value)
+        else:
+            base[key] = value
+    return base

@@ -27,6 +27,7 @@ def test_repository_params_file_is_valid():
         ({"pretrain": {"lr": "fast"}}, "params.yaml: pretrain.lr: input should be a valid number"),
         ({"prepare": {"dataset": "imagenet"}}, "params.yaml: prepare.dataset: must be one of"),
         ({"prepare": {"test_fraction": 1.5}}, "params.yaml: prepare.test_fraction: must be < 1.0, got 1.5"),
+        ({"prepare": {"dataset": "folder"}}, "params.yaml: prepare: the folder dataset is split class-disjoint"),
         ({"base": {"device": "tpu"}}, "params.yaml: base.device: must be one of 'auto', 'cpu' or 'cuda', got 'tpu'"),
     ],
 )

@@ -1,14 +1,16 @@
-"""The presets are valid params files holding the published settings, and the docs' command matches."""
+"""Presets hold the published settings, and `catride preset` lays them over params.yaml."""
 
 from __future__ import annotations
 
-import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from catride_core.config import Params, parse_params
+from catride_core.cli import preset
+from catride_core.config import load_params, merge_overrides, parse_params
 from catride_core.data import SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,34 +22,54 @@ def test_a_preset_per_published_dataset():
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)
-def test_preset_is_valid_and_names_its_dataset(path):
-    params = parse_params(yaml.safe_load(path.read_text()), source=str(path))
+def test_preset_over_the_defaults_is_the_published_setting(path):
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = parse_params(merge_overrides(base, yaml.safe_load(path.read_text())), source=str(path))
     assert params.prepare.dataset == path.stem and params.prepare.dataset in SOURCES
+    p, f, a = params.pretrain, params.finetune, params.attack
     if path.stem in ("cub", "cars", "sop"):
-        expected = ("resnet18", 512, 56, 1e-5, 4e-4, 75, 0.2)
+        # METHOD.md: ResNet-18, 56 pairs, Adam 1e-5 / 4e-4, 75 epochs; train 8/255 step 1/255, 16 steps; rob224
+        assert (p.arch, p.pairs_per_batch, p.lr, p.weight_decay, p.epochs) == ("resnet18", 56, 1e-5, 4e-4, 75)
+        assert (f.eps, f.step_size, f.steps) == (8 / 255, 1 / 255, 16)
+        assert (a.eps, a.step_size, a.steps) == (8 / 255, 3 / 255, 32)
+        assert f.ca_tride.lambda_ == {"cub": 10.0, "cars": 9.5, "sop": 2.0}[path.stem]
+        assert f.hm.ics_weight == (0.05 if path.stem == "sop" else 0.5)
     else:
-        expected = ("c2f2", 512, 128, 1e-3, 1e-7, 8, 0.2)
-    p = params.pretrain
-    assert (p.arch, p.embedding_dim, p.pairs_per_batch, p.lr, p.weight_decay, p.epochs, p.margin) == expected
+        # RobRank rob28: c2f2, 128 pairs, Adam 1e-3 / 1e-7, 8 epochs, eps 77/255 step 3/255
+        assert (p.arch, p.pairs_per_batch, p.lr, p.weight_decay, p.epochs) == ("c2f2", 128, 1e-3, 1e-7, 8)
+        assert (a.eps, a.step_size, a.steps) == (77 / 255, 3 / 255, 32)
+    assert a.max_queries is None  # published numbers attack every test image
 
 
-def test_docs_command_sets_the_cub_preset():
-    # every `-S key=value` of the CUB command in docs/datasets.md equals the preset,
-    # except prepare.root (the example points elsewhere on purpose)
-    text = (REPO / "docs" / "datasets.md").read_text()
-    command = text[text.index("dvc exp run -n cub-paper") :].split("```")[0]
-    settings = dict(re.findall(r"-S '?([\w.]+)=([^\s']+)'?", command))
-    preset = yaml.safe_load((REPO / "presets" / "cub.yaml").read_text())
-    flat = {f"{section}.{key}": value for section, keys in preset.items() for key, value in keys.items()}
-    for key, value in settings.items():
-        if key != "prepare.root":
-            assert yaml.safe_load(value) == flat[key], key
-    missing = {key for key in flat if key.split(".")[0] != "base"} - set(settings)
-    assert missing <= {"prepare.test_fraction", "prepare.max_per_class", "evaluate.block_size"}
+def test_merge_overrides_is_deep():
+    base = {"a": {"x": 1, "y": {"p": 1, "q": 2}}, "b": 3}
+    assert merge_overrides(base, {"a": {"y": {"q": 5}}, "c": 4}) == {"a": {"x": 1, "y": {"p": 1, "q": 5}}, "b": 3, "c": 4}
 
 
-@pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)
-def test_preset_lists_every_key_of_its_sections(path):
-    preset = yaml.safe_load(path.read_text())
-    for section, keys in preset.items():
-        assert set(keys) == set(type(getattr(Params(), section)).model_fields), f"{path.name}: {section}"
+def project_copy(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    return tmp_path / "params.yaml"
+
+
+def test_preset_command_applies_keeps_comments_and_sets_root(tmp_path):
+    params_file = project_copy(tmp_path)
+    result = CliRunner().invoke(preset, ["--params", str(params_file), "cub", "--root", "/data/CUB"])
+    assert result.exit_code == 0, result.output
+    params = load_params(params_file)
+    assert params.prepare.dataset == "cub" and params.prepare.root == "/data/CUB"
+    assert params.finetune.ca_tride.lambda_ == 10.0 and params.pretrain.arch == "resnet18"
+    assert params.base.seed == 0  # keys the preset does not name keep their value
+    assert "# every random choice" in params_file.read_text()
+
+
+def test_unknown_preset_and_bad_preset_change_nothing(tmp_path):
+    params_file = project_copy(tmp_path)
+    before = params_file.read_bytes()
+    result = CliRunner().invoke(preset, ["--params", str(params_file), "imagenet"])
+    assert result.exit_code == 2 and "no such preset" in result.output and "cub" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain:\n  epochs: 0\n")
+    result = CliRunner().invoke(preset, ["--params", str(params_file), str(bad)])
+    assert result.exit_code == 2 and "pretrain.epochs: must be >= 1, got 0" in result.output
+    assert params_file.read_bytes() == before

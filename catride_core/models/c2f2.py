@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -26,6 +27,8 @@ class C2F2(nn.Module):
             nn.ReLU(),
             nn.Linear(1024, embedding_dim),
         )
+        # channels_last: oneDNN's CPU convolutions run about twice as fast on it
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.features(images)
+        return self.features(images.contiguous(memory_format=torch.channels_last))

@@ -88,8 +88,9 @@ def main() -> None:
         print(f"{phase}: {seconds:.3f} s/step (mean of {len(timings)}), inner PGD steps {inner:.1f}")
         if phase == "CAP":
             cap = seconds
-    epoch = math.ceil(CUB_TRAIN_IMAGES / pairs) * (cap + seconds) / 2
-    print(f"one CUB epoch (105 steps, CAP/ANP alternating): about {epoch / 60:.1f} min")
+    steps_per_epoch = math.ceil(CUB_TRAIN_IMAGES / pairs)
+    epoch = steps_per_epoch * (cap + seconds) / 2
+    print(f"one CUB epoch ({steps_per_epoch} steps, CAP/ANP alternating): about {epoch / 60:.1f} min")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 

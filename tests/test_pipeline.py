@@ -186,6 +186,11 @@ def test_dvc_repro_and_reruns_only_what_a_param_touches(tmp_path):
     dvc(work, "repro")
     assert json.loads((work / "metrics" / "benign" / "pretrained.json").read_text())["R@1"] >= 0
     assert "up to date" in dvc(work, "repro").stdout
+    # bytecode written beside the code (any test run does it) is not a code change
+    cache = work / "catride_core" / "defenses" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "stray.cpython-311.pyc").write_bytes(b"not code")
+    assert "up to date" in dvc(work, "status").stdout
     assert (work / "reports" / "robustness.png").stat().st_size > 0
 
     # a CA-TRIDE setting reruns the CA-TRIDE branch and the report, nothing else

@@ -6,7 +6,6 @@ d(u, v) = ||u - v||_2 on the unit sphere (range [0, 2]); smaller is closer.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -102,6 +102,18 @@ def test_every_written_path_is_declared_and_passed(name, stage):
         assert is_output or (ROOT / dep).exists(), f"{name}: dependency {dep} is neither code nor a stage output"
 
 
+#: what every stage command imports, whichever stage it is (catride_core.cli imports them all)
+SHARED_CODE = {"catride_core/cli.py", "catride_core/config.py", "catride_core/artifacts.py",
+               "catride_core/runtime.py", "catride_core/distances.py"}
+
+
+@pytest.mark.parametrize(("name", "stage"), list(stage_items()))
+def test_stage_depends_on_its_script_and_the_shared_code(name, stage):
+    # a change to the distance convention or the command itself must rerun the stage
+    script = shlex.split(stage["cmd"])[1]
+    assert {script, *SHARED_CODE} <= set(stage["deps"]), SHARED_CODE | {script} - set(stage["deps"])
+
+
 @pytest.mark.parametrize(("name", "stage"), list(stage_items()))
 def test_declared_params_exist(name, stage):
     for key in stage.get("params", []):

@@ -14,23 +14,29 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-DATASETS = ("mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder")
-ARCHS = ("c2f2", "resnet18", "resnet50")
-MINERS = ("random", "semihard", "gradual_semihard")
+from catride_core import names
+from catride_core.errors import ParamsError
 
-DatasetName = Literal["mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder"]
-ArchName = Literal["c2f2", "resnet18", "resnet50"]
-MinerName = Literal["random", "semihard", "gradual_semihard"]
-ATTACKS = ("ca_plus", "ca_minus", "qa_plus", "qa_minus", "tma", "es", "ltm", "gtm", "gtt")
-AttackName = Literal["ca_plus", "ca_minus", "qa_plus", "qa_minus", "tma", "es", "ltm", "gtm", "gtt"]
-DEFENSES = ("none", "est", "act", "hm", "tride", "ca_tride")
-DefenseName = Literal["none", "est", "act", "hm", "tride", "ca_tride"]
+# choices become Literal types, so a typo fails at load time with the key named
+DatasetName = Literal[names.DATASETS]  # type: ignore[valid-type]
+ArchName = Literal[names.ARCHITECTURES]  # type: ignore[valid-type]
+MinerName = Literal[names.MINERS]  # type: ignore[valid-type]
+AttackName = Literal[names.ATTACKS]  # type: ignore[valid-type]
+DefenseName = Literal[names.DEFENSES]  # type: ignore[valid-type]
+ModelName = Literal[names.MODELS]  # type: ignore[valid-type]
 
 
-class ParamsError(ValueError):
-    """A params file that cannot be used; the message is one line naming file and key."""
+def _no_repeats(values: list[Any]) -> list[Any]:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"names must not repeat; repeated: {', '.join(repeated)}")
+    return values
+
+
+# a list in which every entry names one thing (a model, an attack, a K): repeats are an error
+Distinct = AfterValidator(_no_repeats)
 
 
 def _pixel_fraction(value: Any) -> Any:
@@ -94,25 +100,33 @@ class PretrainParams(Section):
 class EvaluateParams(Section):
     """Benign retrieval metrics (METHOD.md section 6)."""
 
-    recall_at: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    recall_at: Annotated[list[Annotated[int, Field(ge=1)]], Distinct] = Field(
+        default_factory=lambda: [1, 2, 4, 8], min_length=1
+    )
     block_size: int = Field(1024, ge=1, description="queries ranked at once; bounds memory on big galleries")
     batch_size: int = Field(512, ge=1, description="images embedded at once")
-    collapse_lambda: float = Field(10.0, ge=0.0, description="lambda of the collapseness diagnostic")
+    diagnostic_inverse_temperature: float = Field(
+        10.0, ge=0.0, description="lambda of M_lambda in the collapseness diagnostic (the same for every model)"
+    )
 
 
 class AttackParams(Section):
     """The ranking attacks (METHOD.md section 5); defaults are RobRank's "rob28" budget."""
 
-    names: list[AttackName] = Field(default_factory=lambda: list(ATTACKS), min_length=1)
+    names: Annotated[list[AttackName], Distinct] = Field(default_factory=lambda: list(names.ATTACKS), min_length=1)
     eps: PixelBudget = 77 / 255
     step_size: PixelBudget = 3 / 255
     steps: int = Field(32, ge=0)
     random_start: bool = False
-    candidates: int = Field(1, ge=1, description="M: target candidates per query of QA+/QA-")
-    queries: int = Field(1, ge=1, description="W: target queries per candidate of CA+/CA-")
+    candidates_per_query: int = Field(1, ge=1, description="M: target candidates per attacked query of QA+/QA-")
+    queries_per_candidate: int = Field(1, ge=1, description="W: target queries per attacked candidate of CA+/CA-")
     batch_size: int = Field(250, ge=1, description="queries attacked at once")
     max_queries: int | None = Field(250, ge=1, description="attack only the first N test images; null = all")
     save_images: int = Field(8, ge=0, description="adversarial images kept per attack for reports")
+
+
+class PretrainedParams(Section):
+    """``pretrained``: the benign model as pretrained, fine-tuned for zero epochs; nothing to set."""
 
 
 class BenignParams(Section):
@@ -134,7 +148,7 @@ class ACTParams(Section):
 class HMParams(Section):
     """Hardness manipulation (METHOD.md 4.3); it mines semihard triplets by definition."""
 
-    ics: bool = True
+    ics: bool = Field(True, description="add the intra-class structure (ICS) term")
     ics_weight: float = Field(0.5, ge=0.0, description="0.05 on SOP")
     stop_change_below: float = Field(1e-7, ge=0.0)
 
@@ -152,21 +166,18 @@ class TrideParams(Section):
 class CATrideParams(TrideParams):
     """CA-TRIDE (METHOD.md 4.4): TRIDE plus the collapse-aware bound and brake."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    lambda_: float = Field(10.0, alias="lambda", ge=0.0, description="inverse temperature of M_lambda")
+    inverse_temperature: float = Field(10.0, ge=0.0, description="lambda of M_lambda: 10 CUB, 9.5 CARS, 2 SOP")
     stop_below: float | None = Field(1e-5, ge=0.0, description="stop a batch's PGD once its loss is below this")
 
 
 class FinetuneParams(Section):
     """Adversarial fine-tuning from the pretrained model (METHOD.md section 4).
 
-    The keys above the per-defense sections are shared by every defense; each
-    defense's stage also reads its own section, so changing one defense's
+    The keys above the per-model sections are shared by every defense; each
+    model's stage also reads its own section, so changing one defense's
     setting reruns that defense alone.
     """
 
-    defenses: list[DefenseName] = Field(default_factory=lambda: list(DEFENSES), min_length=1)
     epochs: int = Field(3, ge=1)
     pairs_per_batch: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
@@ -175,6 +186,7 @@ class FinetuneParams(Section):
     eps: PixelBudget = 77 / 255
     step_size: PixelBudget = 3 / 255
     steps: int = Field(16, ge=0, description="inner PGD iterations per batch")
+    pretrained: PretrainedParams = PretrainedParams()
     none: BenignParams = BenignParams()
     est: ESTParams = ESTParams()
     act: ACTParams = ACTParams()
@@ -192,6 +204,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     finetune: FinetuneParams = FinetuneParams()
     attack: AttackParams = AttackParams()
+    models: Annotated[list[ModelName], Distinct] = Field(default_factory=lambda: list(names.MODELS), min_length=1)
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -1,9 +1,17 @@
-"""Where and how reproducibly the computation runs: device choice and seeding."""
+"""Where and how reproducibly the computation runs: device choice, seeding, progress bars."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from catride_core.errors import ParamsError
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -11,7 +19,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("base.device: 'cuda' asked for, but no CUDA device is available")
+        raise ParamsError("base.device: 'cuda' asked for, but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
 
@@ -29,3 +37,8 @@ def seed_everything(seed: int) -> None:
     """Seed torch's global RNG (model initialisation draws from it) and make CPU kernels deterministic."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def progress_bar(iterable: Iterable[T] | None = None, *, enabled: bool, **options: Any) -> tqdm:
+    """The project's one progress bar (tqdm on stderr); ``enabled=False`` draws nothing."""
+    return tqdm(iterable, disable=not enabled, **options)

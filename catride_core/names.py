@@ -1,0 +1,39 @@
+"""The one source of every list of names: datasets, architectures, miners, defenses, models, attacks, scores.
+
+Identifier-safe names are used in params.yaml, file names and stage names
+(``ca_plus``, ``es``, ``ca_tride``); display names (``CA+``, ``ES:D``) in
+results and reports. Everything else (the ``Literal`` types of the params, the
+registries of sources, architectures, defenses and attacks, the report's
+columns) is derived from these tables. This module imports nothing, so any
+stage can use it without depending on the code behind the names.
+"""
+
+from __future__ import annotations
+
+DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder")
+ARCHITECTURES: tuple[str, ...] = ("c2f2", "resnet18", "resnet50")
+MINERS: tuple[str, ...] = ("random", "semihard", "gradual_semihard")
+
+#: adversarial fine-tuning defenses; ``none`` is benign fine-tuning (the undefended baseline)
+DEFENSES: tuple[str, ...] = ("none", "est", "act", "hm", "tride", "ca_tride")
+#: the benign model as pretrained, before any fine-tuning; every other model is a defense
+PRETRAINED = "pretrained"
+#: every name a compared model can have
+MODELS: tuple[str, ...] = (PRETRAINED, *DEFENSES)
+
+#: attack -> display names of the scores it reports (ES reports two), in the order of the ERS vector
+ATTACK_SCORES: dict[str, tuple[str, ...]] = {
+    "ca_plus": ("CA+",),
+    "ca_minus": ("CA-",),
+    "qa_plus": ("QA+",),
+    "qa_minus": ("QA-",),
+    "tma": ("TMA",),
+    "es": ("ES:D", "ES:R"),
+    "ltm": ("LTM",),
+    "gtm": ("GTM",),
+    "gtt": ("GTT",),
+}
+#: identifier-safe attack names
+ATTACKS: tuple[str, ...] = tuple(ATTACK_SCORES)
+#: display names of the ten scores, in the order of the ERS vector
+SCORES: tuple[str, ...] = tuple(score for scores in ATTACK_SCORES.values() for score in scores)

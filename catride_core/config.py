@@ -270,3 +270,57 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         else:
             base[key] = value
     return base
+
+
+def resolved(params: Params, *sections: str) -> dict[str, Any]:
+    """The named params sections as plain JSON-able data (what an output records it was made with)."""
+    return {name: getattr(params, name).model_dump(mode="json") for name in sections}
+
+
+def resolved_finetune(params: Params, model: str, start: dict[str, Any]) -> dict[str, Any]:
+    """What a fine-tuned checkpoint records: its start's params plus the finetune keys ``model`` was made with.
+
+    Those are the keys shared by every defense and the model's own section,
+    not the other models' sections. ``pretrained`` is fine-tuned for zero
+    epochs and records only its start's params and its name.
+
+    Args:
+        params: the validated params.
+        model: a name of ``names.MODELS``.
+        start: the params recorded in the starting checkpoint.
+    """
+    if model == names.PRETRAINED:
+        return {**start, "finetune": {"model": model}}
+    section = params.finetune.model_dump(mode="json")
+    shared = {key: value for key, value in section.items() if key not in names.MODELS}
+    return {**start, "finetune": {**shared, "model": model, model: section[model]}}
+
+
+def read_params_document(path: str | Path) -> Any:
+    """A YAML file as a mapping that writes back with its comments (ruamel round trip), for presets.
+
+    Raises:
+        ParamsError: the file cannot be read or is not valid YAML.
+    """
+    from ruamel.yaml import YAML, YAMLError
+
+    path = Path(path)
+    try:
+        return YAML().load(path.read_text())
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
+    except YAMLError:
+        raise ParamsError(f"{path}: not valid YAML") from None
+
+
+def dump_params_document(data: Any) -> str:
+    """The text of a mapping read by ``read_params_document``, comments kept."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    writer = YAML()
+    writer.width = 120
+    stream = io.StringIO()
+    writer.dump(data, stream)
+    return stream.getvalue()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from catride_core.retrieval.robustness import SCORES
+from catride_core.names import SCORES
 
 BENIGN_COLUMNS = ("R@1", "R@2", "mAP", "NMI")
 SUMMARY_COLUMNS = ("ERS", "ARS")
@@ -43,8 +43,14 @@ def _ranking(table: pd.DataFrame, column: str) -> str:
     return " > ".join(f"{row.model} ({row[column]:.1f})" for _, row in ranked.iterrows()) or "n/a (attacks missing)"
 
 
-def markdown_report(table: pd.DataFrame, attack_budget: Mapping[str, Any], n_queries: int | None) -> str:
-    """The robustness report: the table, the measured rankings, and how to read them."""
+def markdown_report(table: pd.DataFrame, eps: float, step_size: float, steps: int, n_queries: int | None) -> str:
+    """The robustness report: the table, the measured rankings, and how to read them.
+
+    Args:
+        table: ``robustness_table``'s rows.
+        eps, step_size, steps: the attacks' budget.
+        n_queries: how many test images each attack attacked (None: all).
+    """
     shown = table.copy()
     for column in shown.columns[1:]:
         shown[column] = shown[column].map(
@@ -60,8 +66,7 @@ def markdown_report(table: pd.DataFrame, attack_budget: Mapping[str, Any], n_que
         "Written by the `report` stage from `metrics/benign/*.json` and `metrics/robustness/*.json`;"
         " regenerate with `dvc repro`.",
         "",
-        f"Attacks: eps {attack_budget['eps']:.4f}, step {attack_budget['step_size']:.4f}, "
-        f"{attack_budget['steps']} sign-PGD steps, on {queries}. "
+        f"Attacks: eps {eps:.4f}, step {step_size:.4f}, {steps} sign-PGD steps, on {queries}. "
         "R@K, mAP, NMI, CA, QA, ES:R, LTM, GTM, GTT, ERS and ARS in %; TMA is a cosine and ES:D a distance.",
         "CA+/QA+ (higher is more robust), CA-/QA- (lower is more robust), TMA/ES:D (lower is more robust).",
         "",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catride_core.data.source import DataError
+from catride_core.errors import DataError
 
 
 def fail(dataset: str, where: str, problem: str, layout: str) -> DataError:

@@ -21,8 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from catride_core.data.prepared import PreparedData
-from catride_core.data.source import DataError
+from catride_core.errors import DataError
 
 
 def resize_size(image_size: int) -> int:
@@ -65,19 +64,6 @@ class FileImageDataset(Dataset):
         self.image_size = image_size
         self.train = train
         self.transform = image_transform(image_size, train)
-
-    @classmethod
-    def from_prepared(cls, data: PreparedData, rows: np.ndarray, train: bool) -> FileImageDataset:
-        """The images of manifest ``rows``, under ``meta["root"]``, at ``meta["image_size"]``."""
-        if data.meta.get("root") is None or "path" not in data.manifest:
-            raise DataError("prepared data of an image-file dataset needs meta 'root' and a manifest 'path' column")
-        return cls(
-            root=data.meta["root"],
-            paths=data.manifest["path"].to_numpy()[rows].tolist(),
-            labels=data.manifest["label"].to_numpy()[rows],
-            image_size=int(data.meta["image_size"]),
-            train=train,
-        )
 
     def __len__(self) -> int:
         return len(self.labels)

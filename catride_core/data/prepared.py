@@ -8,7 +8,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
+
+from catride_core.data.images import FileImageDataset
+from catride_core.errors import DataError
 
 Split = Literal["train", "test"]
 
@@ -68,9 +71,10 @@ def build_dataset(data: PreparedData, split: Split, train: bool) -> Dataset:
     labels = data.manifest["label"].to_numpy()[rows]
     if data.images is not None:
         return TensorImageDataset(data.images[rows], labels)
-    from catride_core.data.images import FileImageDataset
-
-    return FileImageDataset.from_prepared(data, rows, train=train)
+    if data.meta.get("root") is None or "path" not in data.manifest:
+        raise DataError("prepared data of an image-file dataset needs meta 'root' and a manifest 'path' column")
+    paths = data.manifest["path"].to_numpy()[rows].tolist()
+    return FileImageDataset(data.meta["root"], paths, labels, int(data.meta["image_size"]), train=train)
 
 
 def stack_split(data: PreparedData, split: Split, batch_size: int = 64, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +88,5 @@ def stack_split(data: PreparedData, split: Split, batch_size: int = 64, num_work
     dataset = build_dataset(data, split, train=False)
     if isinstance(dataset, TensorImageDataset):
         return dataset.tensors()
-    from torch.utils.data import DataLoader
-
     batches = list(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers))
     return torch.cat([images for images, _ in batches]), torch.cat([labels for _, labels in batches])

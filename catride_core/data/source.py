@@ -7,10 +7,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 
-class DataError(ValueError):
-    """A dataset that cannot be read; the message names the file or line at fault."""
-
-
 @dataclass(frozen=True)
 class SourceData:
     """A whole dataset as read from disk, before any train/test split is chosen.

@@ -58,6 +58,16 @@ ARCHITECTURES: dict[str, Callable[[int, str | None], Embedder]] = {
 }
 
 
+def input_mismatch(model: Embedder, image_size: int, channels: int) -> str | None:
+    """Why ``model`` cannot take images of ``image_size`` px and ``channels`` channels, or None if it can."""
+    if (model.image_size, model.channels) == (image_size, channels):
+        return None
+    return (
+        f"{model.arch} takes {model.channels}-channel {model.image_size} px images, "
+        f"the prepared data holds {channels}-channel {image_size} px images"
+    )
+
+
 def build_model(arch: str, embedding_dim: int, weights: str | None = None) -> Embedder:
     """A freshly initialised (or ImageNet-initialised) embedding model.
 

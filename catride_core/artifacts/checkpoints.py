@@ -1,0 +1,85 @@
+"""Model checkpoints: the weights, how to rebuild the model, the resolved params and the training state.
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts, and are read
+with ``torch.load(..., weights_only=True)``: loading a file never runs code
+from it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from catride_core.artifacts.files import atomic_path
+from catride_core.errors import ArtifactError
+from catride_core.models import Embedder, build_model
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Embedder,
+    params: Mapping[str, Any],
+    state: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Model weights, how to rebuild the model, the resolved params and the training state."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": {"arch": model.arch, "embedding_dim": model.embedding_dim},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "params": dict(params),
+        "state": dict(state),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The payload of a checkpoint, read without running any code from the file.
+
+    Raises:
+        ArtifactError: missing file, not a torch checkpoint, holding objects
+            other than tensors and plain data, or of another format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise ArtifactError(f"{path}: refused: holds more than tensors and plain data ({first_line})") from None
+    except (EOFError, RuntimeError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload or "model" not in payload:
+        raise ArtifactError(f"{path}: not a catride checkpoint (no model header or state_dict)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: checkpoint format_version {payload.get('format_version')!r}, this code reads {FORMAT_VERSION}"
+        )
+    return payload
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[Embedder, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (weights loaded, eval mode) and return its payload too.
+
+    Raises:
+        ArtifactError: as ``read_checkpoint``, or weights that do not fit the model its header names.
+    """
+    payload = read_checkpoint(path)
+    header = payload["model"]
+    try:
+        model = build_model(header["arch"], int(header["embedding_dim"]))
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        problem = str(exc).strip().splitlines()[0]
+        raise ArtifactError(f"{path}: weights do not fit the model its header names {header}: {problem}") from None
+    return model.to(device).eval(), payload

@@ -1,0 +1,111 @@
+"""Atomic writers and safe readers of the pipeline's small files: JSON, CSV, text, PNG, tensors.
+
+Every writer is atomic: it writes next to the target and renames at the end,
+so a failed stage never leaves a half-written output behind. Written files get
+the user's umask (a team sharing a machine or a DVC cache can read them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from catride_core.errors import ArtifactError
+
+#: decimals kept in saved scores, so equal results give byte-identical JSON
+SCORE_DECIMALS = 4
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; move it into place only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    else:
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(handle)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        yield tmp
+        if directory and target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def rounded(values: Mapping[str, float]) -> dict[str, float]:
+    """Scores rounded to ``SCORE_DECIMALS``, so equal results give byte-identical JSON."""
+    return {key: round(float(value), SCORE_DECIMALS) for key, value in values.items()}
+
+
+def write_json(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Pretty, key-sorted JSON (stable bytes for identical content)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object written by a stage.
+
+    Raises:
+        ArtifactError: the file is missing, unreadable, or not a JSON object.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run the stage that writes it first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(payload, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_csv(path: str | Path, table: pd.DataFrame, float_format: str | None = "%.6g") -> None:
+    """A table as CSV; floats with 6 significant digits unless ``float_format`` is None (every digit)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format=float_format)
+
+
+def save_figure(path: str | Path, figure: Any) -> None:
+    """A matplotlib figure as PNG (metadata stripped, so equal plots give equal bytes); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(figure)
+
+
+def save_tensor(path: str | Path, tensor: torch.Tensor) -> None:
+    """A tensor (e.g. adversarial images kept for a report), on the CPU."""
+    with atomic_path(path) as tmp:
+        torch.save(tensor.detach().cpu(), tmp)

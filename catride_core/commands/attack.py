@@ -1,0 +1,65 @@
+"""``catride attack``: every ranking attack of ``attack.names`` on one model, in one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from catride_core.artifacts.checkpoints import load_checkpoint
+from catride_core.artifacts.files import atomic_path, rounded, save_tensor, write_csv, write_json
+from catride_core.artifacts.prepared import load_prepared
+from catride_core.attacks.base import AttackBudget
+from catride_core.attacks.runner import AttackResult, run_attacks
+from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, PROGRESS_OPTION, stage, start
+from catride_core.config import resolved
+from catride_core.data.prepared import stack_split
+from catride_core.errors import ArtifactError
+from catride_core.models import input_mismatch
+
+
+def per_query_table(result: AttackResult) -> pd.DataFrame:
+    """One row per attacked image: its gallery slot, its targets, and every score clean and adversarial."""
+    columns = {"index": result.per_query["index"]}
+    targets = result.per_query["targets"]
+    columns |= {f"target_{k}": targets[:, k] for k in range(targets.shape[1])}
+    columns |= {key: values for key, values in result.per_query.items() if key not in ("index", "targets")}
+    return pd.DataFrame(columns)
+
+
+@stage
+@PARAMS_OPTION
+@DATA_OPTION
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="model to attack")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="folder to write, per attack: <name>.json (means), <name>.csv (per query), <name>.pt (images)")
+@PROGRESS_OPTION
+def attack(params_path: str, data_dir: str, checkpoint: str, out_dir: str, progress: bool) -> None:
+    """Run every attack of attack.names (docs/method.md section 5) on the test images of a model."""
+    params, device = start(params_path)
+    cfg = params.attack
+    data = load_prepared(data_dir)
+    model, _ = load_checkpoint(checkpoint, device)
+    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
+    if mismatch:
+        raise ArtifactError(f"{checkpoint}: {mismatch}")
+    images, labels = stack_split(data, "test")
+    budget = AttackBudget(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.steps, random_start=cfg.random_start,
+                          batch_size=cfg.batch_size, candidates_per_query=cfg.candidates_per_query,
+                          queries_per_candidate=cfg.queries_per_candidate)
+    results = run_attacks(cfg.names, model, images.to(device), labels.to(device), budget, params.base.seed,
+                          max_queries=cfg.max_queries, save_images=cfg.save_images, progress=progress)
+    with atomic_path(out_dir, directory=True) as folder:
+        for name, result in results.items():
+            write_json(folder / f"{name}.json", {
+                "attack": name, "n_queries": result.n_queries,
+                "clean": rounded(result.clean), "adversarial": rounded(result.adversarial),
+                "params": resolved(params, "attack")["attack"],
+            })
+            write_csv(folder / f"{name}.csv", per_query_table(result), float_format=None)
+            if result.images is not None:
+                save_tensor(folder / f"{name}.pt", result.images)
+    for name, result in results.items():
+        click.echo(f"{name}: " + ", ".join(f"{k} {result.clean[k]:.3f} -> {v:.3f}" for k, v in result.adversarial.items()))
+    click.echo(f"-> {Path(out_dir)}")

@@ -1,0 +1,38 @@
+"""``catride evaluate``: benign retrieval metrics and collapse diagnostics of one model on the test split."""
+
+from __future__ import annotations
+
+import click
+import torch
+
+from catride_core.artifacts.checkpoints import load_checkpoint
+from catride_core.artifacts.files import rounded, write_json
+from catride_core.artifacts.prepared import load_prepared
+from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, stage, start
+from catride_core.data.prepared import build_dataset
+from catride_core.errors import ArtifactError
+from catride_core.models import input_mismatch
+from catride_core.models.embedding import embed
+from catride_core.retrieval.evaluation import benign_metrics
+
+
+@stage
+@PARAMS_OPTION
+@DATA_OPTION
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="model to evaluate")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), required=True, help="metrics JSON to write")
+def evaluate(params_path: str, data_dir: str, checkpoint: str, metrics_path: str) -> None:
+    """Benign retrieval metrics of a model on the test split: R@K, mAP, mAP@R, NMI (in %), collapse diagnostics."""
+    params, device = start(params_path)
+    cfg = params.evaluate
+    data = load_prepared(data_dir)
+    model, _ = load_checkpoint(checkpoint, device)
+    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
+    if mismatch:
+        raise ArtifactError(f"{checkpoint}: {mismatch}")
+    test_set = build_dataset(data, "test", train=False)
+    embeddings = embed(model, test_set, cfg.batch_size, device)
+    metrics = rounded(benign_metrics(embeddings, torch.as_tensor(test_set.labels), cfg.recall_at, cfg.block_size,
+                                     cfg.diagnostic_inverse_temperature, params.base.seed))
+    write_json(metrics_path, metrics)
+    click.echo(" ".join(f"{key} {value:.2f}" for key, value in metrics.items()))

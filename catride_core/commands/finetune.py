@@ -1,0 +1,67 @@
+"""``catride finetune``: one compared model from the pretrained one: a defense's adversarial fine-tuning,
+benign fine-tuning (``none``), or none at all (``pretrained``)."""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+import torch
+
+from catride_core import names
+from catride_core.artifacts.checkpoints import load_checkpoint, save_checkpoint
+from catride_core.artifacts.files import rounded, write_csv
+from catride_core.artifacts.prepared import load_prepared
+from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, PROGRESS_OPTION, stage, start
+from catride_core.config import resolved_finetune
+from catride_core.data.prepared import build_dataset
+from catride_core.defenses import build_defense, training_miner
+from catride_core.errors import ArtifactError
+from catride_core.models import input_mismatch
+from catride_core.retrieval.evaluation import epoch_metrics
+from catride_core.training import fit
+
+
+@stage
+@PARAMS_OPTION
+@DATA_OPTION
+@click.option("--start", "start_path", type=click.Path(dir_okay=False), required=True, help="the pretrained model to start from")
+@click.option("--model", "model_name", type=click.Choice(names.MODELS), required=True,
+              help="which model: a defense (docs/method.md section 4), or `pretrained` for zero fine-tuning epochs")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="where to write the fine-tuned model")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), required=True, help="per-epoch training log (CSV, a DVC plot)")
+@PROGRESS_OPTION
+def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, checkpoint: str, log_path: str,
+             progress: bool) -> None:
+    """Fine-tune the pretrained model into one compared model (a defense, or `pretrained` as it is)."""
+    params, device = start(params_path)
+    cfg, evaluation = params.finetune, params.evaluate
+    data = load_prepared(data_dir)
+    model, begin = load_checkpoint(start_path, device)
+    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
+    if mismatch:
+        raise ArtifactError(f"{start_path}: {mismatch}")
+    train_set, test_set = build_dataset(data, "train", train=True), build_dataset(data, "test", train=False)
+    num_workers = begin["params"]["pretrain"]["num_workers"]
+
+    def metrics(m: torch.nn.Module) -> dict[str, float]:
+        return rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
+                                     evaluation.diagnostic_inverse_temperature, params.base.seed, num_workers))
+
+    resolved = resolved_finetune(params, model_name, begin["params"])
+    if model_name == names.PRETRAINED:
+        # zero epochs: the start as it is; its log is the one row of epoch 0
+        row = {"epoch": 0, "step": 0, **metrics(model)}
+        save_checkpoint(checkpoint, model, resolved, begin["state"])
+        write_csv(log_path, pd.DataFrame([row]))
+        click.echo(f"{model_name}: test R@1 {row['R@1']:.2f}% (no fine-tuning) -> {checkpoint}")
+        return
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step_fn = build_defense(model_name, cfg, evaluation.diagnostic_inverse_temperature)
+    log, state = fit(
+        model, optimizer, train_set, torch.as_tensor(data.labels("train")), step_fn, metrics,
+        epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
+        miner=training_miner(model_name, cfg), device=device, num_workers=num_workers, progress=progress,
+    )
+    save_checkpoint(checkpoint, model, resolved, {**state, "defense_state": step_fn.state_dict()}, optimizer)
+    write_csv(log_path, pd.DataFrame(log))
+    click.echo(f"{model_name}: final test R@1 {log[-1]['R@1']:.2f}%, collapseness {log[-1]['collapseness']:.3f} -> {checkpoint}")

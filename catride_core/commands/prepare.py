@@ -1,0 +1,23 @@
+"""``catride prepare``: read the dataset, split it, write the prepared copy every later stage reads."""
+
+from __future__ import annotations
+
+import click
+
+from catride_core.artifacts.prepared import save_prepared
+from catride_core.commands.common import PARAMS_OPTION, stage
+from catride_core.config import load_params
+from catride_core.data.sources import choose_split, limit_per_class, read_source
+
+
+@stage
+@PARAMS_OPTION
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="folder to write the prepared dataset to")
+def prepare(params_path: str, out_dir: str) -> None:
+    """Read the dataset named by prepare.dataset, split it, write a compact prepared copy."""
+    params = load_params(params_path)
+    cfg = params.prepare
+    source = limit_per_class(read_source(cfg.dataset, cfg.root), cfg.max_per_class, params.base.seed)
+    is_test = choose_split(source, cfg.split, cfg.test_fraction, params.base.seed)
+    data = save_prepared(out_dir, source, is_test, cfg.dataset, cfg.root)
+    click.echo(f"prepared {cfg.dataset}: {data.meta['n_train']} train / {data.meta['n_test']} test items -> {out_dir}")

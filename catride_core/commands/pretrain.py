@@ -1,0 +1,47 @@
+"""``catride pretrain``: benign triplet training of the embedding model every other model starts from."""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+import torch
+
+from catride_core.artifacts.checkpoints import save_checkpoint
+from catride_core.artifacts.files import rounded, write_csv
+from catride_core.artifacts.prepared import load_prepared
+from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, PROGRESS_OPTION, stage, start
+from catride_core.config import resolved
+from catride_core.data.prepared import build_dataset
+from catride_core.errors import ParamsError
+from catride_core.models import build_model, input_mismatch
+from catride_core.retrieval.evaluation import epoch_metrics
+from catride_core.training import benign_step, fit
+
+
+@stage
+@PARAMS_OPTION
+@DATA_OPTION
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="where to write the trained model")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), required=True, help="per-epoch training log (CSV, a DVC plot)")
+@PROGRESS_OPTION
+def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, progress: bool) -> None:
+    """Benign triplet training of the embedding model (docs/method.md section 3)."""
+    params, device = start(params_path)
+    cfg, evaluation = params.pretrain, params.evaluate
+    data = load_prepared(data_dir)
+    train_set, test_set = build_dataset(data, "train", train=True), build_dataset(data, "test", train=False)
+    model = build_model(cfg.arch, cfg.embedding_dim, cfg.weights).to(device)
+    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
+    if mismatch:
+        raise ParamsError(f"{params_path}: pretrain.arch {cfg.arch!r} does not fit prepare.dataset {data.meta['dataset']!r}: {mismatch}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    log, state = fit(
+        model, optimizer, train_set, torch.as_tensor(data.labels("train")), benign_step,
+        lambda m: rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
+                                        evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers)),
+        epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
+        miner=cfg.miner, device=device, num_workers=cfg.num_workers, progress=progress,
+    )
+    save_checkpoint(checkpoint, model, resolved(params, "base", "prepare", "pretrain"), state, optimizer)
+    write_csv(log_path, pd.DataFrame(log))
+    click.echo(f"pretrained {cfg.arch}: final test R@1 {log[-1]['R@1']:.2f}% -> {checkpoint}")

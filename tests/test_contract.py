@@ -1,0 +1,242 @@
+"""The contract between dvc.yaml, params.yaml and the code.
+
+- every stage command is a CLI command taking the options dvc.yaml passes, and
+  every path it writes is declared and on its command line;
+- every stage's `deps` cover exactly the catride_core modules its script loads
+  (imported in a fresh interpreter), so editing a module reruns the stages that
+  run it and no other;
+- every params key a stage declares exists (the keys a command reads are
+  checked against its declaration in tests/test_cli.py, on a real run).
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from catride_core import cli, names
+from catride_core.config import Params
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def lookup(path):
+    node = PARAMS
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def substitute(value, item):
+    """Resolve ${item}, ${item.key} and ${params.path} the way DVC does, for strings in a stage."""
+    if isinstance(value, dict):
+        return {substitute(k, item): substitute(v, item) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, item) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def resolve(match):
+        path = match.group(1)
+        if path == "item":
+            return str(item)
+        if path.startswith("item."):
+            return str(item[path[5:]])
+        return str(lookup(path))
+
+    return re.sub(r"\$\{([^}]+)\}", resolve, value)
+
+
+def stage_items():
+    """(name, stage) for every stage, foreach and matrix stages expanded with params.yaml's values."""
+    for name, stage in DVC["stages"].items():
+        if "foreach" in stage:
+            items = stage["foreach"] if isinstance(stage["foreach"], list) else lookup(stage["foreach"][2:-1])
+            for item in items:
+                yield f"{name}@{item}", substitute(stage["do"], item)
+        elif "matrix" in stage:
+            axes = {key: lookup(values[2:-1]) if isinstance(values, str) else values for key, values in stage["matrix"].items()}
+            body = {k: v for k, v in stage.items() if k != "matrix"}
+            for combination in itertools.product(*axes.values()):
+                item = dict(zip(axes, combination))
+                yield f"{name}@{'-'.join(combination)}", substitute(body, item)
+        else:
+            yield name, substitute(stage, None)
+
+
+STAGES = dict(stage_items())
+
+
+def script_of(stage):
+    words = shlex.split(stage["cmd"])
+    assert words[0] == "python" and words[1].startswith("stages/"), stage["cmd"]
+    return words[1]
+
+
+def declared_paths(stage):
+    paths = []
+    for kind in ("outs", "metrics", "plots"):
+        for entry in stage.get(kind, []):
+            paths.append(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return paths
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_command_is_a_cli_command_with_those_options(name):
+    stage = STAGES[name]
+    words = shlex.split(stage["cmd"])
+    script = ROOT / script_of(stage)
+    command_name = script.stem
+    assert f"from catride_core.commands.{command_name} import {command_name}" in script.read_text()
+    command = cli.main.commands[command_name]
+    known = {opt for p in command.params for opt in p.opts + p.secondary_opts}
+    options = [w for w in words[2:] if w.startswith("--")]
+    assert set(options) <= known, f"{name}: options not in `catride {command_name}`: {set(options) - known}"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_every_written_path_is_declared_and_passed(name):
+    stage = STAGES[name]
+    for path in declared_paths(stage):
+        assert path in stage["cmd"], f"{name}: declared output {path} is not on its command line"
+    produced = {path for other in STAGES.values() for path in declared_paths(other)}
+    for dep in stage.get("deps", []):
+        is_output = any(path == dep or path.startswith(dep + "/") for path in produced)
+        assert is_output or (ROOT / dep).exists(), f"{name}: dependency {dep} is neither code nor a stage output"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_declared_params_exist(name):
+    for key in STAGES[name].get("params", []):
+        node = PARAMS
+        for part in key.split("."):
+            assert part in node, f"{name}: params key {key} is not in params.yaml"
+            node = node[part]
+
+
+def test_every_model_fans_out_through_every_stage_kind():
+    for model in PARAMS["models"]:
+        assert {f"{kind}@{model}" for kind in ("finetune", "evaluate", "attack", "robustness")} <= set(STAGES)
+    assert sum(name.startswith("attack@") for name in STAGES) == len(PARAMS["models"])  # one attack process a model
+
+
+def test_no_stage_body_is_written_twice():
+    bodies = [json.dumps(stage.get("do", stage), sort_keys=True) for stage in DVC["stages"].values()]
+    assert len(bodies) == len(set(bodies))
+    scripts = [script_of(stage.get("do", stage)) for stage in DVC["stages"].values()]
+    assert len(scripts) == len(set(scripts)), "a stage kind is defined twice"
+
+
+def test_params_yaml_lists_every_field_with_its_default():
+    # params.yaml is the documentation of the defaults: every field appears, with the model's default
+    defaults = Params().model_dump(mode="json")
+
+    def keys(node, prefix=""):
+        for key, value in node.items():
+            yield prefix + key
+            if isinstance(value, dict):
+                yield from keys(value, prefix + key + ".")
+
+    assert set(keys(PARAMS)) == set(keys(defaults))
+    assert Params.model_validate(PARAMS) == Params()
+
+
+# --- code dependencies -------------------------------------------------------------------------
+
+TRACE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("stage_script", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "catride_core")))
+"""
+
+
+def is_code_free(path: Path) -> bool:
+    """A module that holds nothing but a docstring and constants (``__version__``): editing it changes no result."""
+    tree = ast.parse(path.read_text())
+    return all(isinstance(node, (ast.Expr, ast.Assign)) and not isinstance(getattr(node, "value", None), ast.Call)
+               for node in tree.body)
+
+
+def function_level_imports(path: Path) -> set[str]:
+    """catride_core modules a file imports inside functions (a fresh import would not load them)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("catride_core"):
+                    found.add(inner.module)
+                elif isinstance(inner, ast.Import):
+                    found |= {alias.name for alias in inner.names if alias.name.startswith("catride_core")}
+    return found
+
+
+@pytest.fixture(scope="module")
+def loaded_code():
+    """Script -> the catride_core files (relative to the repo) a fresh interpreter loads to import it."""
+    scripts = sorted({script_of(stage) for stage in STAGES.values()})
+    runs = {s: subprocess.Popen([sys.executable, "-c", TRACE, str(ROOT / s)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            for s in scripts}
+    loaded = {}
+    for script, run in runs.items():
+        out, _ = run.communicate(timeout=120)
+        assert run.returncode == 0, f"importing {script} failed"
+        files = [Path(f).resolve().relative_to(ROOT) for f in json.loads(out)]
+        loaded[script] = {f.as_posix() for f in files if not is_code_free(ROOT / f)}
+    return loaded
+
+
+def covered(module: str, deps: list[str]) -> bool:
+    return any(module == dep or module.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_deps_cover_every_module_its_script_loads(name, loaded_code):
+    stage = STAGES[name]
+    missing = sorted(m for m in loaded_code[script_of(stage)] if not covered(m, stage["deps"]))
+    assert not missing, f"{name}: loads {missing} but does not declare them in dvc.yaml deps"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_declares_no_code_it_does_not_load(name, loaded_code):
+    stage = STAGES[name]
+    code = [d for d in stage["deps"] if d.startswith(("catride_core", "stages"))]
+    loaded = loaded_code[script_of(stage)] | {script_of(stage)}
+    unused = [d for d in code if not any(covered(m, [d]) for m in loaded)]
+    assert not unused, f"{name}: declares {unused} but never loads them (a change there would rerun it for nothing)"
+
+
+def test_no_catride_module_is_imported_inside_a_function():
+    # a fresh import must see every module a stage can run, or the trace above would miss it
+    lazy = {str(p.relative_to(ROOT)): mods for p in (ROOT / "catride_core").rglob("*.py")
+            if (mods := function_level_imports(p))}
+    assert not lazy, lazy
+
+
+def test_stage_scripts_import_only_their_own_command():
+    for script in (ROOT / "stages").glob("*.py"):
+        imports = [n for n in ast.walk(ast.parse(script.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert [i.module for i in imports] == [f"catride_core.commands.{script.stem}"], script
+
+
+def test_name_tables_have_one_source():
+    from catride_core import config, defenses, models
+    from catride_core.attacks import runner
+    from catride_core.data import sources
+
+    assert tuple(sources.SOURCES) == names.DATASETS
+    assert tuple(models.ARCHITECTURES) == names.ARCHITECTURES
+    assert set(defenses.DEFENSES) == set(names.DEFENSES)
+    assert set(runner.ATTACK_CLASSES) == set(names.ATTACKS) if hasattr(runner, "ATTACK_CLASSES") else True
+    assert set(config.FinetuneParams.model_fields) >= set(names.MODELS)

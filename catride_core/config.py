@@ -78,12 +78,12 @@ class PrepareParams(Section):
     @model_validator(mode="after")
     def _folder_is_class_disjoint(self) -> PrepareParams:
         if self.dataset == "folder" and self.split != "class_disjoint":
-            raise ValueError("the folder dataset is split class-disjoint (METHOD.md section 1); set split: class_disjoint")
+            raise ValueError("the folder dataset is split class-disjoint (docs/method.md section 1); set split: class_disjoint")
         return self
 
 
 class PretrainParams(Section):
-    """Benign triplet training (METHOD.md section 3)."""
+    """Benign triplet training (docs/method.md section 3)."""
 
     arch: ArchName = "c2f2"
     embedding_dim: int = Field(512, ge=1)
@@ -98,7 +98,7 @@ class PretrainParams(Section):
 
 
 class EvaluateParams(Section):
-    """Benign retrieval metrics (METHOD.md section 6)."""
+    """Benign retrieval metrics (docs/method.md section 6)."""
 
     recall_at: Annotated[list[Annotated[int, Field(ge=1)]], Distinct] = Field(
         default_factory=lambda: [1, 2, 4, 8], min_length=1
@@ -111,7 +111,7 @@ class EvaluateParams(Section):
 
 
 class AttackParams(Section):
-    """The ranking attacks (METHOD.md section 5); defaults are RobRank's "rob28" budget."""
+    """The ranking attacks (docs/method.md section 5); defaults are RobRank's "rob28" budget."""
 
     names: Annotated[list[AttackName], Distinct] = Field(default_factory=lambda: list(names.ATTACKS), min_length=1)
     eps: PixelBudget = 77 / 255
@@ -136,17 +136,17 @@ class BenignParams(Section):
 
 
 class ESTParams(Section):
-    """EST (METHOD.md 4.1) has no settings of its own: it re-mines randomly on adversarial embeddings."""
+    """EST (docs/method.md section 4.1) has no settings of its own: it re-mines randomly on adversarial embeddings."""
 
 
 class ACTParams(Section):
-    """ACT (METHOD.md 4.2)."""
+    """ACT (docs/method.md section 4.2)."""
 
     miner: MinerName = "gradual_semihard"
 
 
 class HMParams(Section):
-    """Hardness manipulation (METHOD.md 4.3); it mines semihard triplets by definition."""
+    """Hardness manipulation (docs/method.md section 4.3); it mines semihard triplets by definition."""
 
     ics: bool = Field(True, description="add the intra-class structure (ICS) term")
     ics_weight: float = Field(0.5, ge=0.0, description="0.05 on SOP")
@@ -154,7 +154,7 @@ class HMParams(Section):
 
 
 class TrideParams(Section):
-    """TRIDE, the ablation of CA-TRIDE without the collapse-aware bound and brake (METHOD.md 4.4)."""
+    """TRIDE, the ablation of CA-TRIDE without the collapse-aware bound and brake (docs/method.md section 4.4)."""
 
     miner: MinerName = "gradual_semihard"
     ramp: bool = Field(True, description="step size alpha * t / T, t = 0-based epoch (first epoch benign)")
@@ -164,14 +164,14 @@ class TrideParams(Section):
 
 
 class CATrideParams(TrideParams):
-    """CA-TRIDE (METHOD.md 4.4): TRIDE plus the collapse-aware bound and brake."""
+    """CA-TRIDE (docs/method.md section 4.4): TRIDE plus the collapse-aware bound and brake."""
 
     inverse_temperature: float = Field(10.0, ge=0.0, description="lambda of M_lambda: 10 CUB, 9.5 CARS, 2 SOP")
     stop_below: float | None = Field(1e-5, ge=0.0, description="stop a batch's PGD once its loss is below this")
 
 
 class FinetuneParams(Section):
-    """Adversarial fine-tuning from the pretrained model (METHOD.md section 4).
+    """Adversarial fine-tuning from the pretrained model (docs/method.md section 4).
 
     The keys above the per-model sections are shared by every defense; each
     model's stage also reads its own section, so changing one defense's

@@ -1,4 +1,5 @@
-"""Each stage command on tiny data in tmp_path: it runs, writes what dvc.yaml declares, fails cleanly."""
+"""Each stage command on tiny data in tmp_path: it runs, writes what dvc.yaml declares, reads only the
+params its stage declares, and fails cleanly."""
 
 import json
 
@@ -8,15 +9,26 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from catride_core import artifacts
-from catride_core.attacks import ATTACKS
-from catride_core.cli import attack, evaluate, finetune, main, prepare, pretrain, report, robustness
+from catride_core import names
+from catride_core.artifacts.checkpoints import load_checkpoint
+from catride_core.artifacts.prepared import load_prepared
+from catride_core.cli import main
+from catride_core.commands.attack import attack
+from catride_core.commands.evaluate import evaluate
+from catride_core.commands.finetune import finetune
+from catride_core.commands.prepare import prepare
+from catride_core.commands.pretrain import pretrain
+from catride_core.commands.report import report
+from catride_core.commands.robustness import robustness
+
+from support import declared_params, recording_params_reads
 
 TINY = {
+    "models": ["pretrained", "ca_tride"],
     "prepare": {"dataset": "mnist5k", "max_per_class": 30},
     "pretrain": {"epochs": 2, "pairs_per_batch": 16, "embedding_dim": 32},
     "evaluate": {"recall_at": [1, 2], "block_size": 20},
-    "finetune": {"defenses": ["ca_tride"], "epochs": 2, "pairs_per_batch": 16, "steps": 2},
+    "finetune": {"epochs": 2, "pairs_per_batch": 16, "steps": 2},
     "attack": {"steps": 2, "max_queries": 12, "batch_size": 5, "save_images": 3},
 }
 
@@ -28,84 +40,113 @@ def write_params(folder, data):
 
 
 def invoke(command, *args):
-    result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
-    return result
+    return CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """prepare -> pretrain -> evaluate on 300 mnist5k digits."""
+    """Every stage on 300 mnist5k digits, for the pretrained model and CA-TRIDE, recording the params each reads."""
     root = tmp_path_factory.mktemp("run")
     params = write_params(root, TINY)
     paths = {
         "params": params,
         "data": root / "data" / "prepared",
-        "checkpoint": root / "models" / "pretrained.pt",
+        "start": root / "models" / "start.pt",
         "log": root / "logs" / "pretrain.csv",
-        "metrics": root / "metrics" / "benign" / "pretrained.json",
-    }
-    paths |= {
-        "finetuned": root / "models" / "ca_tride.pt",
-        "finetune_log": root / "logs" / "ca_tride.csv",
         "metrics_dir": root / "metrics",
         "report": root / "reports" / "robustness.md",
     }
     data, common = paths["data"], ("--params", params)
-    outputs = [
-        invoke(prepare, *common, "--out", data),
-        invoke(pretrain, *common, "--data", data, "--checkpoint", paths["checkpoint"], "--log", paths["log"],
-               "--no-progress"),
-        invoke(evaluate, *common, "--data", data, "--checkpoint", paths["checkpoint"], "--metrics", paths["metrics"]),
-        invoke(finetune, *common, "--data", data, "--pretrained", paths["checkpoint"], "--defense", "ca_tride",
-               "--checkpoint", paths["finetuned"], "--log", paths["finetune_log"], "--no-progress"),
-        invoke(evaluate, *common, "--data", data, "--checkpoint", paths["finetuned"],
-               "--metrics", root / "metrics" / "benign" / "ca_tride.json"),
-    ]
-    for model, checkpoint in (("pretrained", paths["checkpoint"]), ("ca_tride", paths["finetuned"])):
-        for name in ATTACKS:
-            outputs.append(invoke(attack, *common, "--data", data, "--checkpoint", checkpoint, "--name", name,
-                                  "--out", root / "attacks" / model / f"{name}.json",
-                                  "--images", root / "attacks" / model / f"{name}.pt", "--no-progress"))
-        outputs.append(invoke(robustness, *common, "--benign", root / "metrics" / "benign" / f"{model}.json",
-                              "--attacks", root / "attacks" / model,
-                              "--out", root / "metrics" / "robustness" / f"{model}.json"))
-    outputs.append(invoke(report, *common, "--metrics", root / "metrics", "--table", root / "reports" / "robustness.csv",
-                          "--markdown", paths["report"], "--figure", root / "reports" / "robustness.png"))
-    return paths, outputs
+    runs = {}  # dvc stage name -> (result, params keys read)
+
+    def run(stage_name, command, *args):
+        with recording_params_reads() as reads:
+            runs[stage_name] = (invoke(command, *common, *args), reads)
+
+    run("prepare", prepare, "--out", data)
+    run("pretrain", pretrain, "--data", data, "--checkpoint", paths["start"], "--log", paths["log"], "--no-progress")
+    for model in TINY["models"]:
+        checkpoint = root / "models" / f"{model}.pt"
+        run(f"finetune@{model}", finetune, "--data", data, "--start", paths["start"], "--model", model,
+            "--checkpoint", checkpoint, "--log", root / "logs" / "finetune" / f"{model}.csv", "--no-progress")
+        run(f"evaluate@{model}", evaluate, "--data", data, "--checkpoint", checkpoint,
+            "--metrics", root / "metrics" / "benign" / f"{model}.json")
+        run(f"attack@{model}", attack, "--data", data, "--checkpoint", checkpoint, "--out", root / "attacks" / model,
+            "--no-progress")
+        run(f"robustness@{model}", robustness, "--benign", root / "metrics" / "benign" / f"{model}.json",
+            "--attacks", root / "attacks" / model, "--out", root / "metrics" / "robustness" / f"{model}.json")
+    run("report", report, "--metrics", root / "metrics", "--table", root / "reports" / "robustness.csv",
+        "--markdown", paths["report"], "--figure", root / "reports" / "robustness.png")
+    return paths, runs
+
+
+def test_every_stage_reads_only_the_params_it_declares(pipeline):
+    _, runs = pipeline
+    for stage_name, (result, reads) in runs.items():
+        assert result.exit_code == 0, (stage_name, result.output)
+        declared = declared_params(stage_name)
+        undeclared = sorted(k for k in reads if not any(k == d or k.startswith(d + ".") for d in declared))
+        assert not undeclared, f"{stage_name} reads {undeclared}, which dvc.yaml does not declare for it"
+        assert reads, f"{stage_name}: no params read was recorded"
 
 
 def test_stages_run_and_write_their_outputs(pipeline):
-    paths, outputs = pipeline
-    assert all(o.exit_code == 0 for o in outputs), [o.output for o in outputs if o.exit_code]
-    data = artifacts.load_prepared(paths["data"])
+    paths, runs = pipeline
+    assert all(r.exit_code == 0 for r, _ in runs.values()), [r.output for r, _ in runs.values() if r.exit_code]
+    data = load_prepared(paths["data"])
     assert len(data.manifest) == 300 and data.meta["n_test"] == 60 and data.images.shape == (300, 1, 28, 28)
     log = pd.read_csv(paths["log"])
     assert list(log["epoch"]) == [1, 2] and {"loss", "R@1", "step", "collapseness", "spread"} <= set(log.columns)
-    metrics = json.loads(paths["metrics"].read_text())
+    metrics = json.loads((paths["metrics_dir"] / "benign" / "pretrained.json").read_text())
     assert {"R@1", "R@2", "mAP", "mAP@R", "NMI", "collapseness", "spread"} <= set(metrics)
     assert all(0.0 <= metrics[k] <= 100.0 for k in ("R@1", "R@2", "mAP", "mAP@R", "NMI"))
 
 
 def test_finetune_log_and_checkpoint(pipeline):
     paths, _ = pipeline
-    log = pd.read_csv(paths["finetune_log"])
+    root = paths["metrics_dir"].parent
+    log = pd.read_csv(root / "logs" / "finetune" / "ca_tride.csv")
     assert list(log["epoch"]) == [1, 2]
     # step-size ramp: epoch 1 (t = 0) is benign, so its inner PGD takes no step
     assert log["pgd_steps"].iloc[0] == 0 and {"adv_loss", "anp", "collapseness", "R@1"} <= set(log.columns)
-    _, payload = artifacts.load_checkpoint(paths["finetuned"])
-    assert payload["params"]["finetune"]["defense"] == "ca_tride"
-    assert payload["params"]["finetune"]["ca_tride"]["lambda"] == 10.0
+    _, payload = load_checkpoint(root / "models" / "ca_tride.pt")
+    assert payload["params"]["finetune"]["model"] == "ca_tride"
+    assert payload["params"]["finetune"]["ca_tride"]["inverse_temperature"] == 10.0
+    assert "hm" not in payload["params"]["finetune"]  # only its own section travels
     assert payload["params"]["pretrain"]["epochs"] == 2  # the pretrained model's params travel along
     assert payload["state"]["step"] == 2 * 15 and payload["state"]["defense_state"] == {}
 
 
-def test_attack_results_robustness_and_report(pipeline):
+def test_pretrained_model_is_the_start_fine_tuned_for_zero_epochs(pipeline):
     paths, _ = pipeline
     root = paths["metrics_dir"].parent
-    es = json.loads((root / "attacks" / "pretrained" / "es.json").read_text())
+    start, _ = load_checkpoint(paths["start"])
+    model, payload = load_checkpoint(root / "models" / "pretrained.pt")
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), model.state_dict().values()))
+    assert payload["params"]["finetune"] == {"model": "pretrained"}
+    log = pd.read_csv(root / "logs" / "finetune" / "pretrained.csv")
+    assert list(log["epoch"]) == [0] and log["R@1"].iloc[0] == pd.read_csv(paths["log"])["R@1"].iloc[-1]
+
+
+def test_one_attack_process_writes_every_attack_with_per_query_results(pipeline):
+    paths, _ = pipeline
+    root = paths["metrics_dir"].parent
+    folder = root / "attacks" / "pretrained"
+    assert {p.name for p in folder.iterdir()} == {f"{n}.{ext}" for n in names.ATTACKS for ext in ("json", "csv", "pt")}
+    es = json.loads((folder / "es.json").read_text())
     assert es["n_queries"] == 12 and set(es["adversarial"]) == {"ES:D", "ES:R"}
     assert es["clean"]["ES:D"] == 0.0 and es["adversarial"]["ES:D"] > 0.0
-    assert torch.load(root / "attacks" / "pretrained" / "es.pt").shape == (3, 1, 28, 28)
+    assert torch.load(folder / "es.pt").shape == (3, 1, 28, 28)
+    per_query = pd.read_csv(folder / "es.csv")
+    assert list(per_query["index"]) == list(range(12))
+    assert per_query["ES:D/adversarial"].mean() == pytest.approx(es["adversarial"]["ES:D"], abs=1e-4)
+    ca = pd.read_csv(folder / "ca_plus.csv")
+    assert {"target_0", "CA+/clean", "CA+/adversarial"} <= set(ca.columns) and (ca["target_0"] != ca["index"]).all()
+
+
+def test_robustness_and_report(pipeline):
+    paths, _ = pipeline
+    root = paths["metrics_dir"].parent
     robust = json.loads((root / "metrics" / "robustness" / "ca_tride.json").read_text())
     assert 0.0 <= robust["ERS"] <= 100.0 and 0.0 <= robust["ARS"] <= 100.0 and len(robust["adversarial"]) == 10
     table = pd.read_csv(root / "reports" / "robustness.csv")
@@ -119,7 +160,7 @@ def test_robustness_of_a_subset_of_attacks_reports_no_composite(pipeline, tmp_pa
     paths, _ = pipeline
     params = write_params(tmp_path, {**TINY, "attack": {**TINY["attack"], "names": ["es"]}})
     out = tmp_path / "robust.json"
-    result = invoke(robustness, "--params", params, "--benign", paths["metrics"],
+    result = invoke(robustness, "--params", params, "--benign", paths["metrics_dir"] / "benign" / "pretrained.json",
                     "--attacks", paths["metrics_dir"].parent / "attacks" / "pretrained", "--out", out)
     assert result.exit_code == 0
     robust = json.loads(out.read_text())
@@ -128,7 +169,7 @@ def test_robustness_of_a_subset_of_attacks_reports_no_composite(pipeline, tmp_pa
 
 def test_checkpoint_carries_resolved_params_and_state(pipeline):
     paths, _ = pipeline
-    model, payload = artifacts.load_checkpoint(paths["checkpoint"])
+    model, payload = load_checkpoint(paths["start"])
     assert payload["params"]["pretrain"]["epochs"] == 2
     assert payload["params"]["prepare"]["max_per_class"] == 30
     assert payload["state"] == {"epoch": 2, "step": 2 * 15}  # 240 train anchors / 16 pairs = 15 steps an epoch
@@ -147,7 +188,7 @@ def test_bad_params_exit_2_and_write_nothing(tmp_path):
 def test_missing_input_is_one_clear_line(tmp_path, pipeline):
     paths, _ = pipeline
     result = CliRunner().invoke(
-        evaluate, ["--params", paths["params"], "--data", str(tmp_path), "--checkpoint", str(paths["checkpoint"]),
+        evaluate, ["--params", paths["params"], "--data", str(tmp_path), "--checkpoint", str(paths["start"]),
                    "--metrics", str(tmp_path / "m.json")],
     )
     assert result.exit_code == 1 and "manifest.csv: missing" in result.output

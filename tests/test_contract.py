@@ -12,71 +12,17 @@
 from __future__ import annotations
 
 import ast
-import itertools
 import json
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from support import DVC, PARAMS, ROOT, STAGES
 
 from catride_core import cli, names
 from catride_core.config import Params
-
-ROOT = Path(__file__).resolve().parents[1]
-DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-
-def lookup(path):
-    node = PARAMS
-    for part in path.split("."):
-        node = node[part]
-    return node
-
-
-def substitute(value, item):
-    """Resolve ${item}, ${item.key} and ${params.path} the way DVC does, for strings in a stage."""
-    if isinstance(value, dict):
-        return {substitute(k, item): substitute(v, item) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute(v, item) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def resolve(match):
-        path = match.group(1)
-        if path == "item":
-            return str(item)
-        if path.startswith("item."):
-            return str(item[path[5:]])
-        return str(lookup(path))
-
-    return re.sub(r"\$\{([^}]+)\}", resolve, value)
-
-
-def stage_items():
-    """(name, stage) for every stage, foreach and matrix stages expanded with params.yaml's values."""
-    for name, stage in DVC["stages"].items():
-        if "foreach" in stage:
-            items = stage["foreach"] if isinstance(stage["foreach"], list) else lookup(stage["foreach"][2:-1])
-            for item in items:
-                yield f"{name}@{item}", substitute(stage["do"], item)
-        elif "matrix" in stage:
-            axes = {key: lookup(values[2:-1]) if isinstance(values, str) else values for key, values in stage["matrix"].items()}
-            body = {k: v for k, v in stage.items() if k != "matrix"}
-            for combination in itertools.product(*axes.values()):
-                item = dict(zip(axes, combination))
-                yield f"{name}@{'-'.join(combination)}", substitute(body, item)
-        else:
-            yield name, substitute(stage, None)
-
-
-STAGES = dict(stage_items())
-
 
 def script_of(stage):
     words = shlex.split(stage["cmd"])

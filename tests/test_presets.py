@@ -28,7 +28,7 @@ def test_preset_over_the_defaults_is_the_published_setting(path):
     assert params.prepare.dataset == path.stem and params.prepare.dataset in SOURCES
     p, f, a = params.pretrain, params.finetune, params.attack
     if path.stem in ("cub", "cars", "sop"):
-        # METHOD.md: ResNet-18, 56 pairs, Adam 1e-5 / 4e-4, 75 epochs; train 8/255 step 1/255, 16 steps; rob224
+        # docs/method.md: ResNet-18, 56 pairs, Adam 1e-5 / 4e-4, 75 epochs; train 8/255 step 1/255, 16 steps; rob224
         assert (p.arch, p.pairs_per_batch, p.lr, p.weight_decay, p.epochs) == ("resnet18", 56, 1e-5, 4e-4, 75)
         assert (f.eps, f.step_size, f.steps) == (8 / 255, 1 / 255, 16)
         assert (a.eps, a.step_size, a.steps) == (8 / 255, 3 / 255, 32)

@@ -8,7 +8,6 @@ from it.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,10 +53,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: no such checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise ArtifactError(f"{path}: refused: holds more than tensors and plain data ({first_line})") from None
-    except (EOFError, RuntimeError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means it cannot be used
+        # torch's weights-only unpickler names what it refused ("Unsupported global: GLOBAL builtins.open")
+        refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
+        if isinstance(exc, pickle.UnpicklingError) and refused:
+            raise ArtifactError(f"{path}: refused: holds more than tensors and plain data ({refused[0]})") from None
         raise ArtifactError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "model" not in payload:
         raise ArtifactError(f"{path}: not a catride checkpoint (no model header or state_dict)")

@@ -1,6 +1,6 @@
 """Cars196 (Krause et al. 2013): 16,185 car photos of 196 models.
 
-Zero-shot retrieval protocol (METHOD.md section 1): classes 1-98 train,
+Zero-shot retrieval protocol (docs/method.md section 1): classes 1-98 train,
 99-196 test. The annotation file's own ``test`` flag (a classification split)
 and its bounding boxes are not used.
 """

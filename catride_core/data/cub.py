@@ -1,6 +1,6 @@
 """CUB-200-2011 (Wah et al. 2011): 11,788 bird photos of 200 species.
 
-Zero-shot retrieval protocol (METHOD.md section 1): classes 1-100 train,
+Zero-shot retrieval protocol (docs/method.md section 1): classes 1-100 train,
 101-200 test. The dataset's own ``train_test_split.txt`` (a per-image split for
 classification) is not used.
 """

@@ -2,7 +2,7 @@
 
 The folder fixes no split (``is_test`` is None): the prepare stage applies
 ``prepare.split``, which should be ``class_disjoint`` for the retrieval
-protocol of METHOD.md section 1 (seeded by ``base.seed``, sized by
+protocol of docs/method.md section 1 (seeded by ``base.seed``, sized by
 ``prepare.test_fraction``).
 """
 

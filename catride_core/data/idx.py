@@ -1,6 +1,6 @@
 """MNIST and Fashion-MNIST from their official IDX files: 60,000 train + 10,000 test, 28x28 grey.
 
-Both share one file format and layout; the RobRank protocol (METHOD.md
+Both share one file format and layout; the RobRank protocol (docs/method.md
 section 1) keeps the official split, with the same 10 classes on both sides.
 
 IDX format (big-endian): two zero bytes, a type byte (0x08 = unsigned byte),

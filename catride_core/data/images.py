@@ -1,4 +1,4 @@
-"""Image files read lazily, with the 224 px transforms of METHOD.md section 1.
+"""Image files read lazily, with the 224 px transforms of docs/method.md section 1.
 
 train: resize to R x R, random crop S, random horizontal flip;
 test: resize to R x R, centre crop S; with S = ``image_size`` and

@@ -1,4 +1,4 @@
-"""The SPC-2 batch sampler of RobRank (METHOD.md section 1)."""
+"""The SPC-2 batch sampler of RobRank (docs/method.md section 1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Stanford Online Products (Oh Song et al. 2016): 120,053 photos of 22,634 products.
 
-Retrieval protocol (METHOD.md section 1): the split of ``Ebay_train.txt`` /
+Retrieval protocol (docs/method.md section 1): the split of ``Ebay_train.txt`` /
 ``Ebay_test.txt`` as given (11,318 train and 11,316 test products, no product
 on both sides).
 """

@@ -1,4 +1,4 @@
-"""The small 28 px conv net of RobRank (METHOD.md section 2)."""
+"""The small 28 px conv net of RobRank (docs/method.md section 2)."""
 
 from __future__ import annotations
 

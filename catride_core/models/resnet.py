@@ -1,4 +1,4 @@
-"""ResNet-18/50 embedding networks for 224 px data (METHOD.md section 2).
+"""ResNet-18/50 embedding networks for 224 px data (docs/method.md section 2).
 
 A torchvision backbone built with ``weights=None`` (torchvision never
 downloads), its final fc replaced by a linear layer to D, ImageNet mean/std

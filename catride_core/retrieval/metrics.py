@@ -1,4 +1,4 @@
-"""Benign retrieval metrics (METHOD.md sections 1 and 6): R@K, mAP, mAP@R, NMI.
+"""Benign retrieval metrics (docs/method.md sections 1 and 6): R@K, mAP, mAP@R, NMI.
 
 Every test item is a query against a gallery; the query's own gallery item is
 removed from its ranking *by index*, so duplicates of it stay in the list.

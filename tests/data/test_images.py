@@ -1,4 +1,4 @@
-"""FileImageDataset: lazy RGB loading, the METHOD.md transforms, and a named error for a bad file."""
+"""FileImageDataset: lazy RGB loading, the transforms of docs/method.md section 1, and a named error for a bad file."""
 
 from __future__ import annotations
 

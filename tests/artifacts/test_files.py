@@ -1,0 +1,73 @@
+"""Atomic writers: a failure mid-write leaves the old file and no temp file; written files follow the umask."""
+
+import json
+import os
+import stat
+
+import pandas as pd
+import pytest
+
+from catride_core.artifacts.files import atomic_path, read_json, rounded, write_csv, write_json
+from catride_core.errors import ArtifactError
+
+
+def test_failure_mid_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"R@1": 1.0})
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"R@1": 2')  # half-written
+            raise RuntimeError("disk full")
+    assert json.loads(target.read_text()) == {"R@1": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_failure_mid_write_of_a_folder_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "attacks"
+    with atomic_path(target, directory=True) as tmp:
+        (tmp / "es.json").write_text("{}")
+    with pytest.raises(KeyError):
+        with atomic_path(target, directory=True) as tmp:
+            (tmp / "gtm.json").write_text("{}")
+            raise KeyError("boom")
+    assert [p.name for p in target.iterdir()] == ["es.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["attacks"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {})
+        with atomic_path(tmp_path / "folder", directory=True):
+            pass
+    finally:
+        os.umask(old)
+    # mkstemp alone would give 0600: a team sharing the cache could not read it
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+
+
+def test_json_is_key_sorted_and_byte_stable(tmp_path):
+    write_json(tmp_path / "a.json", {"b": 1, "a": rounded({"x": 1 / 3})["x"]})
+    write_json(tmp_path / "b.json", {"a": round(1 / 3, 4), "b": 1})
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert (tmp_path / "a.json").read_text() == '{\n  "a": 0.3333,\n  "b": 1\n}\n'
+
+
+def test_read_json_names_the_file(tmp_path):
+    with pytest.raises(ArtifactError, match="missing.json: missing"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="bad.json: not a readable JSON file"):
+        read_json(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ArtifactError, match="list.json: expected a JSON object"):
+        read_json(tmp_path / "list.json")
+
+
+def test_csv_keeps_every_digit_when_asked(tmp_path):
+    table = pd.DataFrame({"x": [1 / 3]})
+    write_csv(tmp_path / "short.csv", table)
+    write_csv(tmp_path / "full.csv", table, float_format=None)
+    assert pd.read_csv(tmp_path / "short.csv")["x"][0] == 0.333333
+    assert pd.read_csv(tmp_path / "full.csv")["x"][0] == 1 / 3

@@ -1,0 +1,109 @@
+"""Test helpers shared by several test modules (on the path by pyproject's pytest settings): the
+pipeline's stages as DVC expands them, and which params keys a piece of code reads."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from catride_core import config
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def lookup(path):
+    node = PARAMS
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def substitute(value, item):
+    """Resolve ${item}, ${item.key} and ${params.path} the way DVC does, for strings in a stage."""
+    if isinstance(value, dict):
+        return {substitute(k, item): substitute(v, item) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, item) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def resolve(match):
+        path = match.group(1)
+        if path == "item":
+            return str(item)
+        if path.startswith("item."):
+            return str(item[path[5:]])
+        return str(lookup(path))
+
+    return re.sub(r"\$\{([^}]+)\}", resolve, value)
+
+
+def stage_items():
+    """(name, stage) for every stage, foreach and matrix stages expanded with params.yaml's values."""
+    for name, stage in DVC["stages"].items():
+        if "foreach" in stage:
+            items = stage["foreach"] if isinstance(stage["foreach"], list) else lookup(stage["foreach"][2:-1])
+            for item in items:
+                yield f"{name}@{item}", substitute(stage["do"], item)
+        elif "matrix" in stage:
+            axes = {key: lookup(values[2:-1]) if isinstance(values, str) else values for key, values in stage["matrix"].items()}
+            body = {k: v for k, v in stage.items() if k != "matrix"}
+            for combination in itertools.product(*axes.values()):
+                item = dict(zip(axes, combination))
+                yield f"{name}@{'-'.join(combination)}", substitute(body, item)
+        else:
+            yield name, substitute(stage, None)
+
+
+STAGES = dict(stage_items())
+
+
+def declared_params(stage_name: str) -> list[str]:
+    """The params keys dvc.yaml declares for one (expanded) stage."""
+    return STAGES[stage_name].get("params", [])
+
+
+
+@contextlib.contextmanager
+def recording_params_reads() -> Iterator[set[str]]:
+    """Record every params key (``section.key``, ``finetune.ca_tride.miner``) read while the block runs.
+
+    ``parse_params`` (which ``load_params`` calls) is wrapped to label each section
+    object with its dotted path, and attribute reads of a field whose value is not
+    itself a section are recorded.
+    """
+    reads: set[str] = set()
+    paths: dict[int, str] = {}
+    original_parse, original_getattribute = config.parse_params, config.Section.__getattribute__
+
+    def label(section: BaseModel, prefix: str) -> None:
+        paths[id(section)] = prefix
+        for name in type(section).model_fields:
+            value = original_getattribute(section, name)
+            if isinstance(value, BaseModel):
+                label(value, f"{prefix}{name}.")
+
+    def parse_params(*args, **kwargs):
+        params = original_parse(*args, **kwargs)
+        label(params, "")
+        return params
+
+    def getattribute(self, name):
+        value = original_getattribute(self, name)
+        if id(self) in paths and name in type(self).model_fields and not isinstance(value, BaseModel):
+            reads.add(paths[id(self)] + name)
+        return value
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "parse_params", parse_params)
+        patch.setattr(config.Section, "__getattribute__", getattribute)
+        yield reads

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from catride_core import names
 from catride_core.errors import ParamsError
@@ -53,16 +63,29 @@ def _pixel_fraction(value: Any) -> Any:
 PixelBudget = Annotated[float, BeforeValidator(_pixel_fraction), Field(ge=0.0, le=1.0)]
 
 
-class Section(BaseModel):
-    """A params.yaml section: unknown keys are errors, values are immutable."""
+#: the largest seed: every generator of the project (torch, numpy) takes it
+MAX_SEED = 2**32 - 1
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, values are immutable, numbers are finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML's true/false would otherwise pass as 1/0 for a number (`epochs: true`)
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation is not bool and bool not in get_args(annotation):
+            raise ValueError("must be a number, not true/false")
+        return value
 
 
 class BaseParams(Section):
     """Shared by every stage."""
 
-    seed: int = Field(0, ge=0, description="seed of every random choice (splits, sampling, init, targets)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of every random choice (splits, sampling, init, targets)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present")
 
 
@@ -227,7 +250,7 @@ def _describe(error: dict[str, Any]) -> str:
 def parse_params(data: Any, source: str = "params.yaml") -> Params:
     """Validate already-parsed YAML; ``source`` names the file in errors."""
     if data is None:
-        data = {}
+        raise ParamsError(f"{source}: empty; a params file names at least the sections it changes")
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     try:

@@ -42,3 +42,22 @@ def per_class_subsample(labels: np.ndarray, max_per_class: int, seed: int) -> np
     rng = np.random.default_rng([seed, 7])
     keep = [rng.permutation(np.flatnonzero(labels == c))[:max_per_class] for c in np.unique(labels)]
     return np.sort(np.concatenate(keep))
+
+
+def split_problem(labels: np.ndarray, is_test: np.ndarray, class_names: list[str] | None = None) -> str | None:
+    """Why a split cannot be trained and evaluated on, or None if it can.
+
+    Each side needs items, and every class on a side needs at least two of
+    them: an SPC-2 batch pairs each anchor with another item of its class, in
+    training and in the test-set collapse diagnostics.
+    """
+    for side, mask in (("train", ~is_test), ("test", is_test)):
+        if not mask.any():
+            return f"the split leaves no {side} item"
+        classes, counts = np.unique(labels[mask], return_counts=True)
+        lonely = [int(c) for c, n in zip(classes, counts) if n < 2]
+        if lonely:
+            shown = ", ".join(f"{class_names[c]!r} (label {c})" if class_names else f"label {c}" for c in lonely[:5])
+            more = f" and {len(lonely) - 5} more" if len(lonely) > 5 else ""
+            return f"{side} classes with a single item (SPC-2 pairs need two): {shown}{more}"
+    return None

@@ -30,8 +30,7 @@ class CandidateAttack(RankingAttack):
     [arXiv:2002.11293]; "Adversarial Attack and Defense in Deep Ranking",
     T-PAMI 2024 [arXiv:2106.03614].
 
-    Threat model: L_inf ball of radius ``eps`` around c in [0, 1] pixel space,
-    sign-PGD, by default from c itself (no random start); the last iterate.
+    Threat model: L_inf, ``eps`` in [0, 1] pixels around c; sign-PGD from c (no random start), last iterate.
 
     Targets: W distinct random gallery items, never c (CA+), or W distinct
     random items of c's top-1%, c excluded (CA-). Objective:
@@ -102,8 +101,7 @@ class QueryAttack(RankingAttack):
     [arXiv:2002.11293]; "Adversarial Attack and Defense in Deep Ranking",
     T-PAMI 2024 [arXiv:2106.03614].
 
-    Threat model: L_inf ball of radius ``eps`` around q in [0, 1] pixel space,
-    sign-PGD, by default from q itself (no random start); the last iterate.
+    Threat model: L_inf, ``eps`` in [0, 1] pixels around q; sign-PGD from q (no random start), last iterate.
 
     Targets: M distinct random gallery items, never q (QA+), or M distinct
     random items of q's top-1%, q excluded (QA-). Objective:
@@ -142,12 +140,10 @@ class QueryAttack(RankingAttack):
 class GreedyTopTranslocation(RankingAttack):
     """GTT: push the query's clean top-1 neighbour down its list (QA- on that neighbour).
 
-    Greedy top-1 translocation, as evaluated in the ERS suite of Zhou & Patel,
-    "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022
-    (RobRank).
+    Greedy top-1 translocation, one of the ERS attacks of RobRank and of Zhou &
+    Patel, "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022.
 
-    Threat model: L_inf ball of radius ``eps`` around q in [0, 1] pixel space,
-    sign-PGD, by default from q itself (no random start); the last iterate.
+    Threat model: L_inf, ``eps`` in [0, 1] pixels around q; sign-PGD from q (no random start), last iterate.
 
     Target: q's clean top-1 neighbour, q's own item excluded by index (no
     randomness). Objective: the QA- hinge of that neighbour. Reported: retain@4,

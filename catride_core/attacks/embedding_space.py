@@ -19,13 +19,11 @@ from catride_core.distances import embedding_shift, paired_distances
 class TargetedMismatch(RankingAttack):
     """TMA: pull the query's embedding towards one random gallery embedding t.
 
-    Tolias et al., "Targeted Mismatch Adversarial Attack: Query with a Flower
-    to Retrieve the Tower", ICCV 2019; as evaluated in the ERS suite of Zhou &
-    Patel, "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR
-    2022 (RobRank).
+    Tolias et al., "Targeted Mismatch Adversarial Attack: Query with a Flower to
+    Retrieve the Tower", ICCV 2019; one of the ERS attacks of RobRank and of Zhou &
+    Patel, "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022.
 
-    Threat model: L_inf ball of radius ``eps`` around q in [0, 1] pixel space,
-    sign-PGD, by default from q itself (no random start); the last iterate.
+    Threat model: L_inf, ``eps`` in [0, 1] pixels around q; sign-PGD from q (no random start), last iterate.
 
     Target: one random gallery item, never q (seeded, independent of the
     model). Objective: 1 - cos(f(q'), t). Reported: cos(f(q'), t) (clean
@@ -57,13 +55,11 @@ class TargetedMismatch(RankingAttack):
 class EmbeddingShift(RankingAttack):
     """ES: move the query's embedding as far as possible from its clean embedding.
 
-    Embedding shift, Zhou et al., "Adversarial Ranking Attack and Defense",
-    ECCV 2020 [arXiv:2002.11293]; as evaluated in the ERS suite of Zhou &
-    Patel, "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR
-    2022 (RobRank).
+    Embedding shift, Zhou et al., "Adversarial Ranking Attack and Defense", ECCV
+    2020 [arXiv:2002.11293]; one of the ERS attacks of RobRank and of Zhou & Patel,
+    "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022.
 
-    Threat model: L_inf ball of radius ``eps`` around q in [0, 1] pixel space,
-    sign-PGD, by default from q itself (no random start); the last iterate.
+    Threat model: L_inf, ``eps`` in [0, 1] pixels around q; sign-PGD from q (no random start), last iterate.
 
     Targets: none. Objective: -d(f(q'), f(q)) (``embedding_shift``, which has a
     gradient at the start). Reported: ES:D, the shift d(f(q'), f(q)) of the

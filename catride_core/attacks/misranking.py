@@ -20,12 +20,10 @@ class LearningToMisrank(RankingAttack):
 
     Learning-to-mis-rank, Wang et al., "Transferable, Controllable, and
     Inconspicuous Adversarial Attacks on Person Re-identification With Deep
-    Mis-Ranking", CVPR 2020; as evaluated in the ERS suite of Zhou & Patel,
-    "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022
-    (RobRank).
+    Mis-Ranking", CVPR 2020; one of the ERS attacks of RobRank and of Zhou & Patel,
+    "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022.
 
-    Threat model: L_inf ball of radius ``eps`` around q in [0, 1] pixel space,
-    sign-PGD, by default from q itself (no random start); the last iterate.
+    Threat model: L_inf, ``eps`` in [0, 1] pixels around q; sign-PGD from q (no random start), last iterate.
 
     Targets: none (the labels decide). Objective:
     [max_{x: y_x != y} d(q', x) - min_{x: y_x = y, x != q} d(q', x)]_+ ; the
@@ -66,12 +64,10 @@ class LearningToMisrank(RankingAttack):
 class GreedyTopMisranking(RankingAttack):
     """GTM: pull the query onto u, the truly nearest gallery item of another label.
 
-    Greedy top-1 misranking, as evaluated in the ERS suite of Zhou & Patel,
-    "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022
-    (RobRank).
+    Greedy top-1 misranking, one of the ERS attacks of RobRank and of Zhou & Patel,
+    "Enhancing Adversarial Robustness for Deep Metric Learning", CVPR 2022.
 
-    Threat model: L_inf ball of radius ``eps`` around q in [0, 1] pixel space,
-    sign-PGD, by default from q itself (no random start); the last iterate.
+    Threat model: L_inf, ``eps`` in [0, 1] pixels around q; sign-PGD from q (no random start), last iterate.
 
     Target: u, the nearest gallery item whose label differs from q's, found in
     the full distance row (the reference code indexes a masked subset and picks

@@ -1,4 +1,4 @@
-"""The one sign-PGD engine of the project (METHOD.md sections 4 and 5).
+"""The one sign-PGD engine of the project (docs/method.md sections 4 and 5).
 
 Every attack and every adversarial-training defense perturbs images with
 ``pgd``: the caller only writes the objective, a function of the embeddings of
@@ -10,19 +10,17 @@ before and after an attack; they raise ``AttackCheckError`` rather than log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from catride_core.errors import AttackCheckError
+from catride_core.models.embedding import eval_mode
+
 #: slack on the L_inf bound for float rounding of clean + delta
 EPS_TOLERANCE = 1e-6
-
-
-class AttackCheckError(RuntimeError):
-    """An attack's inputs or outputs break the threat model; the results cannot be trusted."""
 
 
 @dataclass(frozen=True)
@@ -42,22 +40,6 @@ class PGDResult:
     images: Tensor
     loss: float
     steps_taken: int
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode and give each its own previous mode back.
-
-    Restoring module by module (not ``model.train(previous)``) keeps a frozen
-    BatchNorm of a model in training mode frozen. Restores on exceptions too.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def pgd(

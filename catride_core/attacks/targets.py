@@ -1,4 +1,4 @@
-"""Seeded target selection for the ranking attacks (METHOD.md section 5).
+"""Seeded target selection for the ranking attacks (docs/method.md section 5).
 
 Every function returns gallery indices. Random choices come from an explicit
 CPU ``torch.Generator`` and depend only on the gallery size, the attacked

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from catride_core.attacks.pgd import AttackCheckError, check_adversarial, check_inputs, pgd
+from catride_core.attacks.pgd import check_adversarial, check_inputs, pgd
+from catride_core.errors import AttackCheckError
 
 
 class PixelsAsEmbeddings(nn.Module):

@@ -1,0 +1,28 @@
+import math
+
+import pytest
+import torch
+
+from catride_core.attacks import AttackBudget, Gallery, run_attacks
+from catride_core.attacks.misranking import LearningToMisrank
+
+
+def test_gtm_run_uses_the_nearest_other_label_target(angle_embedder, toy_data):
+    images, labels = toy_data
+    result = run_attacks(["gtm"], angle_embedder(), images, labels, AttackBudget(0.0, 0.0, 0), seed=0)["gtm"]
+    pixels = images.flatten()
+    for i, target in enumerate(result.per_query["targets"][:, 0]):
+        other = (labels != labels[i]).nonzero().flatten()
+        assert target == other[(pixels[other] - pixels[i]).abs().argmin()].item()
+
+
+def test_ltm_never_uses_the_query_as_its_own_positive():
+    # query at angle 0 (label 0), its only other positive at 120 degrees, a negative at 150:
+    # d(q, p) = 2 sin 60 = 1.7321, d(q, n) = 2 sin 75 = 1.9319 -> [1.9319 - 1.7321]_+ = 0.1998.
+    # With the query's own clean copy as a positive (distance 0) it would be 1.9319.
+    angles = torch.tensor([0.0, 120.0, 150.0]) * math.pi / 180
+    embeddings = torch.stack([angles.cos(), angles.sin()], 1)
+    gallery = Gallery(embeddings, torch.tensor([0, 0, 1]))
+    objective = LearningToMisrank().objective(gallery, torch.tensor([0]), torch.zeros(1, 0, dtype=torch.long))
+    expected = 2 * math.sin(math.radians(75)) - 2 * math.sin(math.radians(60))
+    assert objective(embeddings[[0]]).item() == pytest.approx(expected, abs=1e-5)

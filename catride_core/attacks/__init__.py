@@ -8,24 +8,6 @@
   ES), ``misranking`` (LTM, GTM): the attacks;
 - ``runner``: the registry by name and ``run_attacks``.
 
-Attack and score names come from ``catride_core.names``.
+Attack and score names come from ``catride_core.names``. Importing the package imports
+none of its modules, so a defense that only needs ``pgd`` does not depend on the attacks.
 """
-
-from catride_core.attacks.base import AttackBudget, Gallery, RankingAttack
-from catride_core.attacks.pgd import PGDResult, check_adversarial, check_inputs, pgd
-from catride_core.attacks.runner import AttackResult, build_attack, run_attacks
-from catride_core.errors import AttackCheckError
-
-__all__ = [
-    "AttackBudget",
-    "AttackCheckError",
-    "AttackResult",
-    "Gallery",
-    "PGDResult",
-    "RankingAttack",
-    "build_attack",
-    "check_adversarial",
-    "check_inputs",
-    "pgd",
-    "run_attacks",
-]

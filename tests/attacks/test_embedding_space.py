@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from catride_core.attacks import AttackBudget, run_attacks
+from catride_core.attacks.base import AttackBudget
+from catride_core.attacks.runner import run_attacks
 from catride_core.distances import paired_distances
 
 

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from catride_core.attacks import AttackBudget, Gallery, run_attacks
+from catride_core.attacks.base import AttackBudget, Gallery
+from catride_core.attacks.runner import run_attacks
 from catride_core.attacks.misranking import LearningToMisrank
 
 

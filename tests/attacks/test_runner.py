@@ -3,7 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from catride_core.attacks import AttackBudget, Gallery, build_attack, run_attacks, runner
+from catride_core.attacks import runner
+from catride_core.attacks.base import AttackBudget, Gallery
+from catride_core.attacks.runner import build_attack, run_attacks
 from catride_core.names import ATTACK_SCORES, ATTACKS, SCORES
 
 BUDGET = AttackBudget(eps=0.15, step_size=0.02, steps=10, batch_size=16)

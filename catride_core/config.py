@@ -295,6 +295,14 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return base
 
 
+def dataset_root(root: str | None, params_path: str | Path) -> str | None:
+    """``prepare.root`` as an absolute path: ``~`` expanded, a relative path taken from the params file's folder."""
+    if root is None:
+        return None
+    path = Path(root).expanduser()
+    return str(path if path.is_absolute() else (Path(params_path).resolve().parent / path).resolve())
+
+
 def resolved(params: Params, *sections: str) -> dict[str, Any]:
     """The named params sections as plain JSON-able data (what an output records it was made with)."""
     return {name: getattr(params, name).model_dump(mode="json") for name in sections}

@@ -8,6 +8,7 @@ the user's umask (a team sharing a machine or a DVC cache can read them).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -33,9 +34,17 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; move it into place only if the block succeeds."""
+    """Yield a temporary path beside ``target``; move it into place only if the block succeeds.
+
+    The temporary path is ``.<name>.<random>`` in the target's folder, removed
+    if the block fails. A temporary left by a killed run (SIGKILL, a power cut)
+    is removed the next time the same target is written: each output has one
+    writer.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         os.chmod(tmp, 0o777 & ~_umask())

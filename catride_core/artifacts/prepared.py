@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,17 @@ if TYPE_CHECKING:  # only ``prepare`` builds a SourceData; readers need not impo
     from catride_core.data.source import SourceData
 
 FORMAT_VERSION = 1
+#: the manifest's columns: every dataset has the first three, image-file datasets also ``path``
+MANIFEST_COLUMNS = ("index", "label", "split")
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def save_prepared(
@@ -44,31 +56,72 @@ def save_prepared(
     }
     with atomic_path(out_dir, directory=True) as tmp:
         manifest.to_csv(tmp / "manifest.csv", index=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if source.images is not None:
             np.save(tmp / "images.npy", source.images)
+        # what every reader checks the files against: a changed or foreign file is refused by name
+        meta["files"] = {f.name: file_digest(f) for f in sorted(tmp.iterdir())}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return PreparedData(manifest=manifest, meta=meta, images=source.images)
 
 
 def load_prepared(data_dir: str | Path) -> PreparedData:
-    """Read what ``save_prepared`` wrote.
+    """Read what ``save_prepared`` wrote, checking every file against what ``meta.json`` recorded.
 
     Raises:
-        ArtifactError: a file is missing, or written by another format version.
+        ArtifactError: a file is missing, changed since ``prepare`` wrote it
+            (its SHA-256 differs), unreadable, or inconsistent with the others
+            (manifest columns, row counts, image shape), or the folder was
+            written by another format version. The message names the file.
     """
     data_dir = Path(data_dir)
-    for name in ("manifest.csv", "meta.json"):
-        if not (data_dir / name).is_file():
-            raise ArtifactError(f"{data_dir / name}: missing; run the prepare stage first")
-    meta = read_json(data_dir / "meta.json")
+    meta_file = data_dir / "meta.json"
+    if not meta_file.is_file():
+        raise ArtifactError(f"{meta_file}: missing; run the prepare stage first")
+    meta = read_json(meta_file)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(
-            f"{data_dir / 'meta.json'}: format_version {meta.get('format_version')!r}, this code reads "
+            f"{meta_file}: format_version {meta.get('format_version')!r}, this code reads "
             f"{FORMAT_VERSION}; run the prepare stage again"
         )
-    images_file = data_dir / "images.npy"
-    return PreparedData(
-        manifest=pd.read_csv(data_dir / "manifest.csv"),
-        meta=meta,
-        images=np.load(images_file, allow_pickle=False) if images_file.exists() else None,
-    )
+    for name, digest in meta.get("files", {}).items():
+        path = data_dir / name
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing; run the prepare stage again")
+        if file_digest(path) != digest:
+            raise ArtifactError(f"{path}: changed since prepare wrote it (checksum differs); run the prepare stage again")
+    manifest = _read_manifest(data_dir / "manifest.csv", lazy=meta.get("root") is not None)
+    images = None
+    if meta.get("root") is None:
+        images = _read_images(data_dir / "images.npy", len(manifest), meta)
+    return PreparedData(manifest=manifest, meta=meta, images=images)
+
+
+def _read_manifest(path: Path, lazy: bool) -> pd.DataFrame:
+    try:
+        manifest = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run the prepare stage first") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise ArtifactError(f"{path}: not a readable CSV ({exc})") from None
+    needed = (*MANIFEST_COLUMNS, "path") if lazy else MANIFEST_COLUMNS
+    missing = [c for c in needed if c not in manifest.columns]
+    if missing:
+        raise ArtifactError(f"{path}: lacks the columns {missing}")
+    if not set(manifest["split"]) <= {"train", "test"}:
+        raise ArtifactError(f"{path}: column 'split' holds values other than train and test")
+    return manifest
+
+
+def _read_images(path: Path, rows: int, meta: dict) -> np.ndarray:
+    try:
+        images = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run the prepare stage again") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ArtifactError(f"{path}: not a readable .npy array ({exc})") from None
+    expected = (rows, meta.get("channels"), meta.get("image_size"), meta.get("image_size"))
+    if images.dtype != np.uint8 or images.shape != expected:
+        raise ArtifactError(
+            f"{path}: holds {images.dtype} {images.shape}, the manifest and meta.json describe uint8 {expected}"
+        )
+    return images

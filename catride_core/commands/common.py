@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import re
+import signal
+import sys
+
 import click
 import torch
 
@@ -22,21 +26,59 @@ DATA_OPTION = click.option(
 PROGRESS_OPTION = click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars")
 
 
+#: exit code of a stage stopped by SIGINT (Ctrl-C) or SIGTERM, as a shell reports a signal
+INTERRUPTED_EXIT = 130
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived: unwind (temporary files are removed on the way) and exit."""
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def user_message(exc: CatrideError) -> str:
+    """The error's message as the user should read it.
+
+    An error raised in a DataLoader worker reaches the main process wrapped in
+    "Caught DataError in DataLoader worker process 0. Original Traceback ...":
+    only the original message is kept, as if it had been raised here.
+    """
+    text = str(exc)
+    if "Original Traceback" in text:
+        marker = re.compile(rf"^(?:[\w.]+\.)?{type(exc).__name__}: ", re.MULTILINE)
+        found = list(marker.finditer(text))
+        if found:
+            text = text[found[-1].end():]
+    return text.strip()
+
+
 class StageCommand(click.Command):
     """A click command that reports the project's own errors as one line on stderr.
 
     A ``CatrideError`` (bad params, a broken dataset or file, a failed attack
     check) is the user's to fix: it prints ``error: <message>`` and exits with
-    its code (2 for params, 1 otherwise), having written nothing. Any other
+    its code (2 for params, 1 otherwise), having written nothing. Ctrl-C and
+    SIGTERM stop the stage promptly with one line and exit 130; outputs are
+    written atomically, so nothing half-written stays behind. Any other
     exception is a bug and keeps its traceback.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             return super().invoke(ctx)
         except CatrideError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {user_message(exc)}", err=True)
             ctx.exit(exc.exit_code)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            name = str(exc) if isinstance(exc, Interrupted) else "SIGINT"
+            click.echo(f"interrupted by {name}: stopped, no output written", err=True)
+            sys.stderr.flush()
+            ctx.exit(INTERRUPTED_EXIT)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def stage(function: Callable[..., Any]) -> click.Command:

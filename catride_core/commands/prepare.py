@@ -6,7 +6,7 @@ import click
 
 from catride_core.artifacts.prepared import save_prepared
 from catride_core.commands.common import PARAMS_OPTION, stage
-from catride_core.config import load_params
+from catride_core.config import dataset_root, load_params
 from catride_core.data.sources import choose_split, limit_per_class, read_source
 from catride_core.data.split import split_problem
 from catride_core.errors import ParamsError
@@ -19,11 +19,12 @@ def prepare(params_path: str, out_dir: str) -> None:
     """Read the dataset named by prepare.dataset, split it, write a compact prepared copy."""
     params = load_params(params_path)
     cfg = params.prepare
-    source = limit_per_class(read_source(cfg.dataset, cfg.root), cfg.max_per_class, params.base.seed)
+    root = dataset_root(cfg.root, params_path)
+    source = limit_per_class(read_source(cfg.dataset, root), cfg.max_per_class, params.base.seed)
     is_test = choose_split(source, cfg.split, cfg.test_fraction, params.base.seed)
     problem = split_problem(source.labels, is_test, source.class_names)
     if problem:
         raise ParamsError(f"{params_path}: prepare (dataset {cfg.dataset}, split {cfg.split}, test_fraction "
                           f"{cfg.test_fraction}, max_per_class {cfg.max_per_class}): {problem}")
-    data = save_prepared(out_dir, source, is_test, cfg.dataset, cfg.root)
+    data = save_prepared(out_dir, source, is_test, cfg.dataset, root)
     click.echo(f"prepared {cfg.dataset}: {data.meta['n_train']} train / {data.meta['n_test']} test items -> {out_dir}")

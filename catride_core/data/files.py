@@ -21,6 +21,7 @@ the digest.
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -85,9 +86,12 @@ def image_sizes(dataset: str, root: Path, paths: Sequence[str], listed_in: Seque
     sizes = []
     for path, where in zip(paths, listed_in, strict=True):
         try:
-            sizes.append((root / path).stat().st_size)
+            status = (root / path).stat()
         except OSError:
             raise fail(dataset, str(root / path), f"image listed in {where} does not exist", layout) from None
+        if not stat.S_ISREG(status.st_mode):
+            raise fail(dataset, str(root / path), f"image listed in {where} is not a file (a truncated line?)", layout)
+        sizes.append(status.st_size)
     return sizes
 
 

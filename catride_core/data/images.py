@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
@@ -72,7 +72,24 @@ class FileImageDataset(Dataset):
         path = self.root / self.paths[index]
         try:
             with Image.open(path) as image:
-                rgb = image.convert("RGB")
+                rgb = to_rgb(image)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"cannot read image {path}: {exc}") from None
         return self.transform(rgb), int(self.labels[index])
+
+
+#: PIL modes of images with more than 8 bits per channel, and the largest value of each
+WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of ``image``, upright (EXIF orientation applied) and scaled, never clipped.
+
+    PIL's own ``convert("RGB")`` clips 16-bit grey values to 255, so a 16-bit
+    PNG would come out white: those are scaled from their full range instead.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in WIDE_MODES:
+        values = np.asarray(image, dtype=np.float64) / WIDE_MODES[image.mode]
+        image = Image.fromarray(np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")

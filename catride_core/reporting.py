@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from catride_core.retrieval.robustness import SCORES
+from catride_core.names import SCORES
 
 BENIGN_COLUMNS = ("R@1", "R@2", "mAP", "NMI")
 SUMMARY_COLUMNS = ("ERS", "ARS")

@@ -14,7 +14,6 @@ from catride_core.config import FinetuneParams
 from catride_core.defenses.act import AntiCollapseTriplet
 from catride_core.defenses.base import AdversarialDefense, Adversary, Defense, TripletImages
 from catride_core.defenses.benign import NoDefense
-from catride_core.defenses.diagnostics import collapse_diagnostics
 from catride_core.defenses.est import EmbeddingShiftedTriplet
 from catride_core.defenses.hm import HardnessManipulation
 from catride_core.defenses.tride import TripletDecoupling, decoupling_phase
@@ -87,6 +86,5 @@ __all__ = [
     "TripletImages",
     "build_defense",
     "training_miner",
-    "collapse_diagnostics",
     "decoupling_phase",
 ]

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from catride_core.attacks.pgd import eval_mode, pgd
 from catride_core.distances import paired_distances
-from catride_core.losses import collapseness, triplet_loss
+from catride_core.losses import triplet_loss
+from catride_core.retrieval.collapse import collapseness
 from catride_core.training import StepContext, StepOutput
 
 Role = Literal["anchors", "positives", "negatives"]

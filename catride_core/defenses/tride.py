@@ -31,7 +31,8 @@ from catride_core.defenses.base import (
     clean_embeddings,
 )
 from catride_core.distances import embedding_shift, paired_distances
-from catride_core.losses import mine_triplets, soft_max_mean
+from catride_core.losses import mine_triplets
+from catride_core.retrieval.collapse import soft_max_mean
 from catride_core.training import StepContext, StepOutput
 
 Phase = Literal["cap", "anp"]

@@ -10,7 +10,7 @@ from catride_core.attacks.pgd import check_adversarial, eval_mode
 from catride_core.config import DEFENSES, CATrideParams, FinetuneParams, HMParams, TrideParams
 from catride_core.defenses import build_defense, decoupling_phase
 from catride_core.distances import embedding_shift, paired_distances
-from catride_core.losses import collapseness
+from catride_core.retrieval.collapse import collapseness
 from catride_core.models import Embedder
 from catride_core.training import StepContext, benign_step, fit
 

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from catride_core.config import CATrideParams, FinetuneParams
+from catride_core.config import CATrideParams, EvaluateParams, FinetuneParams
 from catride_core.defenses import build_defense
 from catride_core.models import build_model
 from catride_core.runtime import resolve_device, seeded_generator
@@ -57,7 +57,7 @@ def main() -> None:
         eps=8 / 255, step_size=1 / 255, steps=args.inner_steps,
         ca_tride=CATrideParams(ramp=False, stop_below=None if args.no_early_stop else 1e-5),
     )
-    defense = build_defense("ca_tride", cfg)
+    defense = build_defense("ca_tride", cfg, EvaluateParams().diagnostic_inverse_temperature)
     pairs = args.pairs_per_batch
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(2 * pairs, 3, 224, 224, generator=generator).to(device)

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from catride_core.data.sampler import SPC2Sampler
 from catride_core.losses import mine_triplets, triplet_loss
-from catride_core.runtime import seeded_generator
+from catride_core.runtime import progress_bar, seeded_generator
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def train_epoch(
     step = start_step
     totals: dict[str, float] = {}
     batches = 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+    bar = progress_bar(loader, enabled=progress, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
     for images, labels in bar:
         model.train()
         ctx = StepContext(epoch, epochs, step, seeded_generator(seed, step, 2), margin, miner)
@@ -102,25 +101,6 @@ def train_epoch(
         step += 1
         bar.set_postfix(loss=f"{totals['loss'] / batches:.4f}")
     return {key: value / max(batches, 1) for key, value in totals.items()}, step
-
-
-@torch.no_grad()
-def embed(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int = 0) -> tuple[Tensor, Tensor]:
-    """Embeddings and labels of a whole dataset, model in eval mode (mode restored).
-
-    Shape:
-        returns (N, D) float on ``device`` and (N,) int64 on CPU
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        chunks, labels = [], []
-        for images, batch_labels in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-            chunks.append(model(images.to(device)))
-            labels.append(batch_labels)
-        return torch.cat(chunks), torch.cat(labels)
-    finally:
-        model.train(was_training)
 
 
 def fit(
@@ -148,7 +128,7 @@ def fit(
     sampler = SPC2Sampler(train_labels.numpy(), pairs_per_batch, seed)
     rows: list[dict[str, float]] = []
     step = 0
-    for epoch in tqdm(range(epochs), desc="training", disable=not progress):
+    for epoch in progress_bar(range(epochs), enabled=progress, desc="training"):
         loader = make_loader(train_set, sampler, num_workers, seed, epoch)
         stats, step = train_epoch(
             model, optimizer, loader, step_fn, epoch=epoch, epochs=epochs, start_step=step, seed=seed,

@@ -1,6 +1,7 @@
-"""Adversarial-training defenses (METHOD.md section 4), each a step function of the training loop.
+"""Adversarial-training defenses (docs/method.md section 4), each a step function of the training loop.
 
-``build_defense(name, cfg)`` is the registry: ``none`` (benign fine-tuning),
+``build_defense(name, cfg, diagnostic_inverse_temperature)`` is the registry,
+one builder per name of ``names.DEFENSES``: ``none`` (benign fine-tuning),
 ``est``, ``act``, ``hm``, ``tride`` and ``ca_tride``. A defense is called as
 ``defense(model, images, labels, ctx) -> StepOutput`` and carries its running
 state explicitly (``state_dict`` / ``load_state_dict``).
@@ -10,35 +11,41 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from catride_core import names
 from catride_core.config import FinetuneParams
 from catride_core.defenses.act import AntiCollapseTriplet
-from catride_core.defenses.base import AdversarialDefense, Adversary, Defense, TripletImages
+from catride_core.defenses.base import AdversarialDefense, Defense, PerturbedTriplets, TripletTensors
 from catride_core.defenses.benign import NoDefense
-from catride_core.defenses.diagnostics import collapse_diagnostics
 from catride_core.defenses.est import EmbeddingShiftedTriplet
 from catride_core.defenses.hm import HardnessManipulation
 from catride_core.defenses.tride import TripletDecoupling, decoupling_phase
 
 
-def _budget(cfg: FinetuneParams, collapse_lambda: float) -> dict[str, float]:
-    return {"eps": cfg.eps, "step_size": cfg.step_size, "steps": cfg.steps, "collapse_lambda": collapse_lambda}
+def _budget(cfg: FinetuneParams, diagnostic_inverse_temperature: float) -> dict[str, float]:
+    return {
+        "eps": cfg.eps,
+        "step_size": cfg.step_size,
+        "steps": cfg.steps,
+        "diagnostic_inverse_temperature": diagnostic_inverse_temperature,
+    }
 
 
-def _tride(cfg: FinetuneParams, collapse_lambda: float, collapse_aware: bool) -> TripletDecoupling:
+def _tride(cfg: FinetuneParams, diagnostic_inverse_temperature: float, collapse_aware: bool) -> TripletDecoupling:
     section = cfg.ca_tride if collapse_aware else cfg.tride
     return TripletDecoupling(
         collapse_aware=collapse_aware,
-        inverse_temperature=cfg.ca_tride.lambda_ if collapse_aware else 0.0,
+        inverse_temperature=cfg.ca_tride.inverse_temperature if collapse_aware else 0.0,
         ramp=section.ramp,
         stop_below=cfg.ca_tride.stop_below if collapse_aware else None,
         extra_term=section.extra_term,
         extra_weight=section.extra_weight,
         extra_margin=section.extra_margin,
-        **_budget(cfg, collapse_lambda),
+        **_budget(cfg, diagnostic_inverse_temperature),
     )
 
 
-DEFENSES: dict[str, Callable[[FinetuneParams, float], Defense]] = {
+#: defense name -> builder (finetune section, lambda of the logged collapseness) -> a fresh defense
+BUILDERS: dict[str, Callable[[FinetuneParams, float], Defense]] = {
     "none": lambda cfg, lam: NoDefense(),
     "est": lambda cfg, lam: EmbeddingShiftedTriplet(**_budget(cfg, lam)),
     "act": lambda cfg, lam: AntiCollapseTriplet(**_budget(cfg, lam)),
@@ -48,45 +55,52 @@ DEFENSES: dict[str, Callable[[FinetuneParams, float], Defense]] = {
     "tride": lambda cfg, lam: _tride(cfg, lam, collapse_aware=False),
     "ca_tride": lambda cfg, lam: _tride(cfg, lam, collapse_aware=True),
 }
+# names.DEFENSES is what params.yaml may name; a name without a builder (or the reverse) is a bug
+if set(BUILDERS) != set(names.DEFENSES):
+    raise RuntimeError(
+        f"catride_core.defenses: the registry builds {sorted(BUILDERS)}, but names.DEFENSES is {sorted(names.DEFENSES)}"
+    )
 
 #: the miner each defense trains with: its section's ``miner``, or the one its method fixes
 FIXED_MINERS = {"est": "random", "hm": "semihard"}
 
 
 def training_miner(name: str, cfg: FinetuneParams) -> str:
-    """The miner the training loop hands a defense (EST and HM fix theirs, METHOD.md 4.1 and 4.3)."""
+    """The miner the training loop hands a defense (EST and HM fix theirs, docs/method.md 4.1 and 4.3)."""
     return FIXED_MINERS.get(name) or getattr(cfg, name).miner
 
 
-def build_defense(name: str, cfg: FinetuneParams, collapse_lambda: float = 10.0) -> Defense:
+def build_defense(name: str, cfg: FinetuneParams, diagnostic_inverse_temperature: float) -> Defense:
     """A fresh defense (fresh running state) configured from the finetune section.
 
     The inner PGD uses the shared ``cfg.eps``, ``cfg.step_size``, ``cfg.steps``;
-    each defense reads its own section (``cfg.hm``, ``cfg.ca_tride`` ...).
-    ``collapse_lambda`` is lambda of the ``collapseness`` statistic logged by
-    every adversarial defense (``evaluate.collapse_lambda``).
+    each defense reads its own section (``cfg.hm``, ``cfg.ca_tride`` ...), and
+    CA-TRIDE's lambda is ``cfg.ca_tride.inverse_temperature``.
+    ``diagnostic_inverse_temperature`` is lambda of the ``collapseness``
+    statistic logged by every adversarial defense
+    (``evaluate.diagnostic_inverse_temperature``).
 
     Raises:
         ValueError: unknown ``name``.
     """
-    if name not in DEFENSES:
-        raise ValueError(f"finetune.defenses: unknown defense {name!r}; available: {sorted(DEFENSES)}")
-    return DEFENSES[name](cfg, collapse_lambda)
+    if name not in BUILDERS:
+        raise ValueError(f"unknown defense {name!r}; available: {', '.join(names.DEFENSES)}")
+    return BUILDERS[name](cfg, diagnostic_inverse_temperature)
 
 
 __all__ = [
-    "DEFENSES",
+    "BUILDERS",
+    "FIXED_MINERS",
     "AdversarialDefense",
-    "Adversary",
     "AntiCollapseTriplet",
     "Defense",
     "EmbeddingShiftedTriplet",
     "HardnessManipulation",
     "NoDefense",
+    "PerturbedTriplets",
     "TripletDecoupling",
-    "TripletImages",
+    "TripletTensors",
     "build_defense",
-    "training_miner",
-    "collapse_diagnostics",
     "decoupling_phase",
+    "training_miner",
 ]

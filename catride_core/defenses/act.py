@@ -1,4 +1,4 @@
-"""ACT, anti-collapse triplet (Zhou et al., ECCV 2020 / T-PAMI 2024; METHOD.md section 4.2)."""
+"""ACT, anti-collapse triplet (Zhou et al., ECCV 2020 / T-PAMI 2024; docs/method.md section 4.2)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,10 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from catride_core.defenses.base import (
-    AdversarialDefense,
-    Adversary,
-    Role,
-    TripletImages,
-    attack_roles,
-    clean_embeddings,
-)
+from catride_core.defenses.base import AdversarialDefense, PerturbedTriplets, Role, attack_roles
 from catride_core.distances import paired_distances
 from catride_core.losses import mine_triplets
+from catride_core.models.embedding import embed
 from catride_core.training import StepContext
 
 
@@ -29,14 +23,14 @@ class AntiCollapseTriplet(AdversarialDefense):
 
     name = "act"
 
-    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> Adversary:
-        embeddings = clean_embeddings(model, images)
-        triplets = mine_triplets(embeddings, labels, ctx.miner, ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
+    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
+        embeddings = embed(model, images)
+        indices = mine_triplets(embeddings, labels, ctx.miner, ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
 
         def objective(perturbed: Mapping[Role, Tensor]) -> Tensor:
             return paired_distances(perturbed["positives"], perturbed["negatives"]).mean()
 
         return attack_roles(
-            model, triplets, TripletImages.gather(images, triplets), ("positives", "negatives"), objective,
+            model, images, indices, ("positives", "negatives"), objective,
             eps=self.eps, step_size=self.step_size, steps=self.steps,
         )

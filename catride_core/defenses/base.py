@@ -1,4 +1,4 @@
-"""What every defense shares (METHOD.md section 4).
+"""What every defense shares (docs/method.md section 4).
 
 A defense is a step function of the training loop (``catride_core.training``):
 ``defense(model, images, labels, ctx) -> StepOutput``. An adversarial defense
@@ -7,12 +7,17 @@ splits the step in two so that each half can be read and tested on its own:
 - ``perturb``: mine triplets, choose which of their images to perturb, and
   minimise the defense's inner objective with the project's one sign-PGD
   (``catride_core.attacks.pgd.pgd``: model in eval mode, no random start,
-  parameters untouched). It returns an ``Adversary``: the mined triplet's clean
-  images, the images to train on (perturbed where the defense perturbs) and
-  what PGD did.
-- ``train_loss``: one forward pass of the training triplet in the mode the
-  loop left the model in (train), the triplet loss on it, plus any term the
+  parameters untouched). It returns ``PerturbedTriplets``: the mined
+  triplets' clean images, the images to train on (perturbed where the defense
+  perturbs) and what PGD did.
+- ``train_loss``: one forward pass of the training triplets in the mode the
+  loop left the model in (train), the triplet loss on them, plus any term the
   defense adds (``extra_losses``).
+
+Embeddings for mining and for the constants of an inner objective come from
+``catride_core.models.embedding.embed``: eval mode, as the perturbation itself
+(docs/method.md section 4), and no gradient, since they are targets that are
+never trained through.
 
 A defense's running state, if any, is explicit: ``state_dict`` /
 ``load_state_dict`` (only HM has some: its previous adversarial loss).
@@ -28,21 +33,22 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from catride_core.attacks.pgd import eval_mode, pgd
+from catride_core.attacks.pgd import pgd
 from catride_core.distances import paired_distances
-from catride_core.losses import collapseness, triplet_loss
+from catride_core.losses import triplet_loss
+from catride_core.retrieval.collapse import collapseness
 from catride_core.training import StepContext, StepOutput
 
 Role = Literal["anchors", "positives", "negatives"]
 ROLES: tuple[Role, ...] = ("anchors", "positives", "negatives")
 
-#: a batch's (anchor, positive, negative) indices. Shape: 3 x (B,)
-Triplets = tuple[Tensor, Tensor, Tensor]
+#: a batch's (anchor, positive, negative) indices, as a miner returns them. Shape: 3 x (B,)
+TripletIndices = tuple[Tensor, Tensor, Tensor]
 
 
 @dataclass(frozen=True)
-class TripletImages:
-    """Images (or embeddings) of B triplets, one tensor per role.
+class TripletTensors:
+    """One tensor per role of B triplets: their images, or their embeddings.
 
     Shape:
         anchors, positives, negatives: (B, ...) each
@@ -53,9 +59,9 @@ class TripletImages:
     negatives: Tensor
 
     @classmethod
-    def gather(cls, batch: Tensor, triplets: Triplets) -> TripletImages:
+    def gather(cls, batch: Tensor, indices: TripletIndices) -> TripletTensors:
         """Copies of the batch rows each role selects; a batch item used twice gets two copies."""
-        anchors, positives, negatives = triplets
+        anchors, positives, negatives = indices
         return cls(batch[anchors], batch[positives], batch[negatives])
 
     def role(self, name: Role) -> Tensor:
@@ -63,56 +69,42 @@ class TripletImages:
 
 
 @dataclass(frozen=True)
-class Adversary:
+class PerturbedTriplets:
     """What a defense's inner maximisation produced for one batch.
 
     Attributes:
-        triplets: the mined triplets, indices into the batch. Shape: 3 x (B,)
+        indices: the mined triplets, indices into the batch. Shape: 3 x (B,)
         clean: the triplets' clean images. Shape: 3 x (B, C, H, W)
         images: the images the defense trains on: the perturbed copies for the
-            roles in ``perturbed``, the clean images for the others.
-        perturbed: the roles PGD perturbed.
+            roles in ``roles``, the clean images for the others.
+        roles: the roles PGD perturbed.
         loss: the inner objective (minimised) at the last iterate PGD evaluated.
         steps_taken: PGD steps applied (0 when nothing moved).
     """
 
-    triplets: Triplets
-    clean: TripletImages
-    images: TripletImages
-    perturbed: tuple[Role, ...]
+    indices: TripletIndices
+    clean: TripletTensors
+    images: TripletTensors
+    roles: tuple[Role, ...]
     loss: float
     steps_taken: int
 
 
-@torch.no_grad()
-def clean_embeddings(model: nn.Module, images: Tensor) -> Tensor:
-    """Embeddings for mining and for the constants of an inner objective.
-
-    Computed in eval mode, as the perturbation itself is (METHOD.md section 4),
-    and without gradient: they are targets, never trained through.
-
-    Shape:
-        images: (N, C, H, W) -> (N, D)
-    """
-    with eval_mode(model):
-        return model(images)
-
-
-def embed_triplets(model: nn.Module, images: TripletImages) -> TripletImages:
-    """Embeddings of the training triplet with gradient, in one forward pass, in the model's current mode.
+def embed_triplets(model: nn.Module, images: TripletTensors) -> TripletTensors:
+    """Embeddings of the training triplets with gradient, in one forward pass, in the model's current mode.
 
     Shape:
         images: 3 x (B, C, H, W) -> 3 x (B, D)
     """
     size = images.anchors.shape[0]
     embeddings = model(torch.cat([images.anchors, images.positives, images.negatives]))
-    return TripletImages(*embeddings.split(size))
+    return TripletTensors(*embeddings.split(size))
 
 
 def attack_roles(
     model: nn.Module,
-    triplets: Triplets,
-    clean: TripletImages,
+    images: Tensor,
+    indices: TripletIndices,
     roles: tuple[Role, ...],
     objective: Callable[[Mapping[Role, Tensor]], Tensor],
     *,
@@ -121,19 +113,20 @@ def attack_roles(
     steps: int,
     stop_below: float | None = None,
     stop_change_below: float | None = None,
-) -> Adversary:
+) -> PerturbedTriplets:
     """Perturb the images of ``roles`` jointly with one ``pgd`` run; keep the other roles clean.
 
     Args:
         model: the embedding model.
-        triplets: the mined triplets. Shape: 3 x (B,)
-        clean: their clean images. Shape: 3 x (B, C, H, W)
+        images: the clean batch. Shape: (2P, C, H, W)
+        indices: the mined triplets, indices into the batch. Shape: 3 x (B,)
         roles: which roles to perturb, e.g. ``("positives", "negatives")``.
         objective: role -> embeddings of its perturbed images (only ``roles``)
             -> scalar loss to minimise. Clean embeddings of the unperturbed
             roles belong in its closure, as constants.
         eps, step_size, steps, stop_below, stop_change_below: as in ``pgd``.
     """
+    clean = TripletTensors.gather(images, indices)
     size = clean.anchors.shape[0]
 
     def joint(embeddings: Tensor) -> Tensor:
@@ -144,7 +137,7 @@ def attack_roles(
         model, batch, joint, eps, step_size, steps, stop_below=stop_below, stop_change_below=stop_change_below
     )
     perturbed = dict(zip(roles, result.images.split(size)))
-    return Adversary(triplets, clean, replace(clean, **perturbed), roles, result.loss, result.steps_taken)
+    return PerturbedTriplets(indices, clean, replace(clean, **perturbed), roles, result.loss, result.steps_taken)
 
 
 class Defense(ABC):
@@ -186,18 +179,19 @@ class AdversarialDefense(Defense):
         eps: L_inf radius in [0, 1] pixel units.
         step_size: PGD step size.
         steps: PGD iterations.
-        collapse_lambda: lambda of the "collapseness" statistic logged per
-            step (METHOD.md 4.4), the same for every defense so logs compare.
+        diagnostic_inverse_temperature: lambda of the "collapseness" statistic
+            logged per step (docs/method.md section 4.4), the same for every
+            defense so that logs compare (``evaluate.diagnostic_inverse_temperature``).
     """
 
-    def __init__(self, *, eps: float, step_size: float, steps: int, collapse_lambda: float) -> None:
+    def __init__(self, *, eps: float, step_size: float, steps: int, diagnostic_inverse_temperature: float) -> None:
         self.eps = eps
         self.step_size = step_size
         self.steps = steps
-        self.collapse_lambda = collapse_lambda
+        self.diagnostic_inverse_temperature = diagnostic_inverse_temperature
 
     @abstractmethod
-    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> Adversary:
+    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
         """Mine the batch's triplets and perturb the defense's roles (model parameters untouched).
 
         Shape:
@@ -205,28 +199,28 @@ class AdversarialDefense(Defense):
         """
 
     def extra_losses(
-        self, model: nn.Module, adversary: Adversary, embeddings: TripletImages, ctx: StepContext
+        self, model: nn.Module, perturbed: PerturbedTriplets, embeddings: TripletTensors, ctx: StepContext
     ) -> dict[str, Tensor]:
         """Named terms the defense adds to the triplet loss (each logged under its name); none by default."""
         return {}
 
-    def train_loss(self, model: nn.Module, adversary: Adversary, ctx: StepContext) -> StepOutput:
-        """Triplet loss (margin ``ctx.margin``) on ``adversary.images`` plus the defense's extra terms.
+    def train_loss(self, model: nn.Module, perturbed: PerturbedTriplets, ctx: StepContext) -> StepOutput:
+        """Triplet loss (margin ``ctx.margin``) on ``perturbed.images`` plus the defense's extra terms.
 
         Statistics: ``adv_loss`` (inner objective), ``pgd_steps``,
         ``triplet_loss`` (the adversarial triplet loss alone), ``collapseness``
         (C of the training triplets), and one entry per extra term.
         """
-        embeddings = embed_triplets(model, adversary.images)
+        embeddings = embed_triplets(model, perturbed.images)
         loss = triplet_loss(embeddings.anchors, embeddings.positives, embeddings.negatives, ctx.margin)
-        extras = self.extra_losses(model, adversary, embeddings, ctx)
+        extras = self.extra_losses(model, perturbed, embeddings, ctx)
         with torch.no_grad():
             d_ap = paired_distances(embeddings.anchors, embeddings.positives)
             d_an = paired_distances(embeddings.anchors, embeddings.negatives)
-            collapse = float(collapseness(d_ap, d_an, self.collapse_lambda))
+            collapse = float(collapseness(d_ap, d_an, self.diagnostic_inverse_temperature))
         stats = {
-            "adv_loss": adversary.loss,
-            "pgd_steps": float(adversary.steps_taken),
+            "adv_loss": perturbed.loss,
+            "pgd_steps": float(perturbed.steps_taken),
             "triplet_loss": float(loss.detach()),
             "collapseness": collapse,
             **{name: float(term.detach()) for name, term in extras.items()},

@@ -1,4 +1,4 @@
-"""The "none" defense: benign triplet training, as in pretraining (METHOD.md section 3)."""
+"""The "none" defense: benign triplet training, as in pretraining (docs/method.md section 3)."""
 
 from __future__ import annotations
 

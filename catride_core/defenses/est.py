@@ -1,13 +1,14 @@
-"""EST, embedding-shifted triplet (Zhou et al., ECCV 2020; METHOD.md section 4.1)."""
+"""EST, embedding-shifted triplet (Zhou et al., ECCV 2020; docs/method.md section 4.1)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from catride_core.attacks.pgd import pgd
-from catride_core.defenses.base import ROLES, AdversarialDefense, Adversary, TripletImages, clean_embeddings
+from catride_core.defenses.base import ROLES, AdversarialDefense, PerturbedTriplets, TripletTensors
 from catride_core.distances import embedding_shift
 from catride_core.losses import mine_triplets
+from catride_core.models.embedding import embed
 from catride_core.training import StepContext
 
 
@@ -22,20 +23,20 @@ class EmbeddingShiftedTriplet(AdversarialDefense):
 
     name = "est"
 
-    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> Adversary:
-        clean = clean_embeddings(model, images)
+    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
+        clean = embed(model, images)
 
         def objective(embeddings: Tensor) -> Tensor:
             # embedding_shift, not the plain norm: at the start x' = x and only it has a gradient there
             return -embedding_shift(embeddings, clean).mean()
 
         result = pgd(model, images, objective, self.eps, self.step_size, self.steps)
-        adversarial = clean_embeddings(model, result.images)
-        triplets = mine_triplets(adversarial, labels, "random", ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
-        return Adversary(
-            triplets,
-            TripletImages.gather(images, triplets),
-            TripletImages.gather(result.images, triplets),
+        adversarial = embed(model, result.images)
+        indices = mine_triplets(adversarial, labels, "random", ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
+        return PerturbedTriplets(
+            indices,
+            TripletTensors.gather(images, indices),
+            TripletTensors.gather(result.images, indices),
             ROLES,
             result.loss,
             result.steps_taken,

@@ -1,4 +1,7 @@
-"""HM, hardness manipulation with the gradual adversary and ICS (Zhou & Patel, CVPR 2022; METHOD.md 4.3)."""
+"""HM, hardness manipulation with the gradual adversary and ICS (Zhou & Patel, CVPR 2022; docs/method.md 4.3).
+
+ICS is the intra-class structure term of the HM paper.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from catride_core.defenses.base import (
-    ROLES,
-    AdversarialDefense,
-    Adversary,
-    Role,
-    TripletImages,
-    attack_roles,
-    clean_embeddings,
-)
+from catride_core.defenses.base import ROLES, AdversarialDefense, PerturbedTriplets, Role, TripletTensors, attack_roles
 from catride_core.distances import paired_distances
 from catride_core.losses import mine_triplets
+from catride_core.models.embedding import embed
 from catride_core.training import StepContext, StepOutput
 
 #: L_prev before the first step: above any margin, so the first destination is the easiest one (-m)
@@ -30,7 +26,7 @@ def destination_hardness(prev_loss: float, margin: float) -> float:
 
     A model whose adversarial triplet loss is still large gets the semihard
     boundary (-m) as destination; as its loss falls towards 0 the destination
-    rises towards 0 (harder triplets). METHOD.md writes m = 0.2, the triplet margin.
+    rises towards 0 (harder triplets). docs/method.md section 4.3 writes m = 0.2, the triplet margin.
     """
     return -margin * min(max(prev_loss, 0.0), margin) / margin
 
@@ -55,7 +51,7 @@ class HardnessManipulation(AdversarialDefense):
     (before the ICS term), starting at 2.0; it is saved by ``state_dict``.
 
     Args:
-        eps, step_size, steps, collapse_lambda: as in ``AdversarialDefense``.
+        eps, step_size, steps, diagnostic_inverse_temperature: as in ``AdversarialDefense``.
         stop_change_below: stop PGD once its loss changes by less (1e-7).
         ics: add the intra-class structure term
             ics_weight * mean_i [ d(f(a_i), f(a'_i)) - d(f(a_i), f(p_i)) ]_+ ,
@@ -74,12 +70,14 @@ class HardnessManipulation(AdversarialDefense):
         eps: float,
         step_size: float,
         steps: int,
-        collapse_lambda: float,
+        diagnostic_inverse_temperature: float,
         stop_change_below: float,
         ics: bool,
         ics_weight: float,
     ) -> None:
-        super().__init__(eps=eps, step_size=step_size, steps=steps, collapse_lambda=collapse_lambda)
+        super().__init__(
+            eps=eps, step_size=step_size, steps=steps, diagnostic_inverse_temperature=diagnostic_inverse_temperature
+        )
         self.stop_change_below = stop_change_below
         self.ics = ics
         self.ics_weight = ics_weight
@@ -91,30 +89,30 @@ class HardnessManipulation(AdversarialDefense):
     def _load(self, state: Mapping[str, Any]) -> None:
         self.prev_loss = float(state["prev_loss"])
 
-    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> Adversary:
-        embeddings = clean_embeddings(model, images)
-        triplets = mine_triplets(embeddings, labels, "semihard", ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
+    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
+        embeddings = embed(model, images)
+        indices = mine_triplets(embeddings, labels, "semihard", ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
         destination = destination_hardness(self.prev_loss, ctx.margin)
 
         def objective(perturbed: Mapping[Role, Tensor]) -> Tensor:
             return hardness_gap(perturbed["anchors"], perturbed["positives"], perturbed["negatives"], destination)
 
         return attack_roles(
-            model, triplets, TripletImages.gather(images, triplets), ROLES, objective,
+            model, images, indices, ROLES, objective,
             eps=self.eps, step_size=self.step_size, steps=self.steps, stop_change_below=self.stop_change_below,
         )
 
     def extra_losses(
-        self, model: nn.Module, adversary: Adversary, embeddings: TripletImages, ctx: StepContext
+        self, model: nn.Module, perturbed: PerturbedTriplets, embeddings: TripletTensors, ctx: StepContext
     ) -> dict[str, Tensor]:
         if not self.ics:
             return {}
-        size = adversary.clean.anchors.shape[0]
-        anchors, positives = model(torch.cat([adversary.clean.anchors, adversary.clean.positives])).split(size)
+        size = perturbed.clean.anchors.shape[0]
+        anchors, positives = model(torch.cat([perturbed.clean.anchors, perturbed.clean.positives])).split(size)
         hinge = paired_distances(anchors, embeddings.anchors) - paired_distances(anchors, positives)
         return {"ics": self.ics_weight * hinge.clamp_min(0.0).mean()}
 
-    def train_loss(self, model: nn.Module, adversary: Adversary, ctx: StepContext) -> StepOutput:
-        out = super().train_loss(model, adversary, ctx)
+    def train_loss(self, model: nn.Module, perturbed: PerturbedTriplets, ctx: StepContext) -> StepOutput:
+        out = super().train_loss(model, perturbed, ctx)
         self.prev_loss = out.stats["triplet_loss"]
         return out

@@ -1,4 +1,4 @@
-"""TRIDE and CA-TRIDE, (collapse-aware) triplet decoupling (Tian et al., ICML 2024; METHOD.md section 4.4).
+"""TRIDE and CA-TRIDE, (collapse-aware) triplet decoupling (Tian et al., ICML 2024; docs/method.md section 4.4).
 
 Batches alternate between two perturbation targets, chosen by the global step
 index alone (``decoupling_phase``), so that a resumed or multi-process run sees
@@ -22,16 +22,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from catride_core.defenses.base import (
-    AdversarialDefense,
-    Adversary,
-    Role,
-    TripletImages,
-    attack_roles,
-    clean_embeddings,
-)
+from catride_core.defenses.base import AdversarialDefense, PerturbedTriplets, Role, TripletTensors, attack_roles
 from catride_core.distances import embedding_shift, paired_distances
-from catride_core.losses import mine_triplets, soft_max_mean
+from catride_core.losses import mine_triplets
+from catride_core.models.embedding import embed
+from catride_core.retrieval.collapse import soft_max_mean
 from catride_core.training import StepContext, StepOutput
 
 Phase = Literal["cap", "anp"]
@@ -121,7 +116,7 @@ class TripletDecoupling(AdversarialDefense):
 
     Args:
         collapse_aware: CA-TRIDE's bound and brake (True) or TRIDE (False).
-        eps, steps, collapse_lambda: as in ``AdversarialDefense``.
+        eps, steps, diagnostic_inverse_temperature: as in ``AdversarialDefense``.
         inverse_temperature: lambda of M_lambda in CA-TRIDE's objectives (10 CUB,
             9.5 CARS, 2 SOP); TRIDE's plain means ignore it.
         step_size: alpha; with ``ramp`` the step size of epoch t (0-based) of T
@@ -144,14 +139,16 @@ class TripletDecoupling(AdversarialDefense):
         step_size: float,
         steps: int,
         inverse_temperature: float,
-        collapse_lambda: float,
+        diagnostic_inverse_temperature: float,
         ramp: bool,
         stop_below: float | None,
         extra_term: bool,
         extra_weight: float,
         extra_margin: float,
     ) -> None:
-        super().__init__(eps=eps, step_size=step_size, steps=steps, collapse_lambda=collapse_lambda)
+        super().__init__(
+            eps=eps, step_size=step_size, steps=steps, diagnostic_inverse_temperature=diagnostic_inverse_temperature
+        )
         self.inverse_temperature = inverse_temperature
         self.collapse_aware = collapse_aware
         self.name = "ca_tride" if collapse_aware else "tride"
@@ -165,10 +162,10 @@ class TripletDecoupling(AdversarialDefense):
         """alpha * t / T with ``ramp``, else alpha."""
         return self.step_size * epoch / epochs if self.ramp else self.step_size
 
-    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> Adversary:
-        embeddings = clean_embeddings(model, images)
-        triplets = mine_triplets(embeddings, labels, ctx.miner, ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
-        anchors, positives, negatives = (embeddings[index] for index in triplets)
+    def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
+        embeddings = embed(model, images)
+        indices = mine_triplets(embeddings, labels, ctx.miner, ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
+        anchors, positives, negatives = (embeddings[index] for index in indices)
         lam, aware = self.inverse_temperature, self.collapse_aware
 
         roles: tuple[Role, ...]
@@ -184,13 +181,13 @@ class TripletDecoupling(AdversarialDefense):
                 return anp_loss(perturbed["anchors"], anchors, positives, negatives, lam, aware)
 
         return attack_roles(
-            model, triplets, TripletImages.gather(images, triplets), roles, objective,
+            model, images, indices, roles, objective,
             eps=self.eps, step_size=self.step_size_at(ctx.epoch, ctx.epochs), steps=self.steps,
             stop_below=self.stop_below,
         )
 
     def extra_losses(
-        self, model: nn.Module, adversary: Adversary, embeddings: TripletImages, ctx: StepContext
+        self, model: nn.Module, perturbed: PerturbedTriplets, embeddings: TripletTensors, ctx: StepContext
     ) -> dict[str, Tensor]:
         if not self.extra_term:
             return {}
@@ -201,8 +198,8 @@ class TripletDecoupling(AdversarialDefense):
         d_an = paired_distances(embeddings.anchors, embeddings.negatives)
         return {"extra": authors_extra_term(d_ap, d_an, self.extra_weight, self.extra_margin)}
 
-    def train_loss(self, model: nn.Module, adversary: Adversary, ctx: StepContext) -> StepOutput:
+    def train_loss(self, model: nn.Module, perturbed: PerturbedTriplets, ctx: StepContext) -> StepOutput:
         """As ``AdversarialDefense.train_loss``, plus the statistic ``anp`` (1 on ANP steps, 0 on CAP steps)."""
-        out = super().train_loss(model, adversary, ctx)
+        out = super().train_loss(model, perturbed, ctx)
         out.stats["anp"] = float(decoupling_phase(ctx.step) == "anp")
         return out

@@ -1,7 +1,10 @@
-"""Losses and miners: triplet loss, negative miners, collapseness."""
+"""Losses and miners: the triplet loss and the negative miners of SPC-2 batches.
 
-from catride_core.losses.collapse import collapseness, soft_max_mean
+Collapseness C and its soft maximum M_lambda are statistics of evaluation as
+much as of training; they live in ``catride_core.retrieval.collapse``.
+"""
+
 from catride_core.losses.miners import gradual_margin, mine_triplets
 from catride_core.losses.triplet import triplet_loss
 
-__all__ = ["collapseness", "gradual_margin", "mine_triplets", "soft_max_mean", "triplet_loss"]
+__all__ = ["gradual_margin", "mine_triplets", "triplet_loss"]

@@ -1,4 +1,4 @@
-"""Triplet margin loss on normalised embeddings (METHOD.md section 3)."""
+"""Triplet margin loss on normalised embeddings (docs/method.md section 3)."""
 
 from __future__ import annotations
 

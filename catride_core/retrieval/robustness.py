@@ -1,20 +1,16 @@
-"""Robustness scores from the ranking attacks (METHOD.md section 6): ERS, ARS, embedding spread.
+"""Robustness scores from the ranking attacks (docs/method.md section 6): ERS and ARS.
 
-Scores are keyed by the attacks' display names: "CA+", "CA-", "QA+", "QA-",
-"TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT". CA/QA/ES:R/LTM/GTM/GTT are in %,
-TMA is a cosine and ES:D a distance in [0, 2].
+Scores are keyed by the attacks' display names, ``names.SCORES``: "CA+", "CA-",
+"QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT". CA/QA/ES:R/LTM/GTM/GTT
+are in %, TMA is a cosine and ES:D a distance in [0, 2]. The embedding spread
+that ARS takes lives in ``retrieval.collapse``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
-from torch import Tensor
-
-from catride_core.distances import paired_distances
-
-SCORES: tuple[str, ...] = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT")
+from catride_core.names import SCORES
 
 
 def _require(values: Mapping[str, float], what: str) -> None:
@@ -55,7 +51,7 @@ def ars(clean: Mapping[str, float], adversarial: Mapping[str, float], r1_clean: 
     """Attack-relative robustness score, in % (0..100). This is the project's own definition.
 
     The CA-TRIDE paper proposes a metric to replace ERS without a formula we
-    could use, so the project defines ARS itself (METHOD.md section 6). ERS
+    could use, so the project defines ARS itself (docs/method.md section 6). ERS
     assumes fixed clean levels (50 for CA+/QA+, 0 for TMA) and never looks at
     clean retrieval, so a collapsed model whose embeddings barely move scores
     well on ES:D, TMA, CA- and QA-. ARS instead measures each attack against
@@ -98,27 +94,6 @@ def ars(clean: Mapping[str, float], adversarial: Mapping[str, float], r1_clean: 
         adversarial["GTT"] / 100.0,
     ]
     return r1_clean * sum(ratios) / len(ratios)
-
-
-def embedding_spread(embeddings: Tensor, generator: torch.Generator | int, pairs: int = 10_000) -> float:
-    """Mean distance between two distinct random embeddings (pairs drawn with replacement).
-
-    Args:
-        embeddings: test embeddings. Shape: (N, D), N >= 2
-        generator: CPU generator, or a seed for a fresh one.
-        pairs: number of random pairs.
-    """
-    n = embeddings.shape[0]
-    if n < 2:
-        raise ValueError(f"embedding spread needs at least 2 embeddings, got {n}")
-    if isinstance(generator, int):
-        generator = torch.Generator().manual_seed(generator)
-    first = torch.randint(0, n, (pairs,), generator=generator)
-    second = torch.randint(0, n - 1, (pairs,), generator=generator)
-    # draw the partner from the n - 1 others: skip over the first item's slot
-    second = second + (second >= first).long()
-    device = embeddings.device
-    return float(paired_distances(embeddings[first.to(device)], embeddings[second.to(device)]).mean())
 
 
 def robustness_summary(

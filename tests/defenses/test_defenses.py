@@ -1,21 +1,31 @@
 """Defense-level properties on a tiny model: one training step, the budget, zero budget, state, phases."""
 
+import copy
+import importlib
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from catride_core.attacks.pgd import check_adversarial, eval_mode
-from catride_core.config import DEFENSES, CATrideParams, FinetuneParams, HMParams, TrideParams
-from catride_core.defenses import build_defense, decoupling_phase
+from catride_core import defenses, names
+from catride_core.attacks.pgd import check_adversarial
+from catride_core.config import CATrideParams, FinetuneParams, HMParams, TrideParams
+from catride_core.defenses import decoupling_phase
 from catride_core.distances import embedding_shift, paired_distances
-from catride_core.losses import collapseness
 from catride_core.models import Embedder
+from catride_core.models.embedding import embed
+from catride_core.names import DEFENSES
+from catride_core.retrieval.collapse import collapseness
 from catride_core.training import StepContext, benign_step, fit
 
 ADVERSARIAL = [name for name in DEFENSES if name != "none"]
-LAMBDA = 10.0
+LAMBDA = 10.0  # of the logged collapseness, as evaluate.diagnostic_inverse_temperature
+
+
+def build_defense(name: str, cfg: FinetuneParams) -> defenses.Defense:
+    """The registry's defense, logging collapseness with ``LAMBDA``."""
+    return defenses.build_defense(name, cfg, LAMBDA)
 
 
 def tiny_model(seed: int = 0) -> Embedder:
@@ -53,11 +63,6 @@ def config(**overrides) -> FinetuneParams:
     return FinetuneParams(**values)
 
 
-def embed(model, images):
-    with torch.no_grad(), eval_mode(model):
-        return model(images)
-
-
 def triplet_collapseness(model, triplet) -> float:
     """C (lambda = 10) of a triplet's images, embedded in eval mode."""
     a, p, n = (embed(model, x) for x in (triplet.anchors, triplet.positives, triplet.negatives))
@@ -86,19 +91,19 @@ def test_perturbation_stays_in_the_budget_and_moves_only_its_roles(name, step):
     defense = build_defense(name, config())
     if name == "hm":
         defense.load_state_dict({"prev_loss": 0.0})  # destination H = 0: every semihard triplet gets harder
-    adversary = defense.perturb(model, images, labels, context(step))
-    assert adversary.steps_taken > 0
+    perturbed = defense.perturb(model, images, labels, context(step))
+    assert perturbed.steps_taken > 0
     for role in ("anchors", "positives", "negatives"):
-        clean, adversarial = adversary.clean.role(role), adversary.images.role(role)
+        clean, adversarial = perturbed.clean.role(role), perturbed.images.role(role)
         check_adversarial(clean, adversarial, 0.1)
-        assert torch.equal(adversarial, clean) != (role in adversary.perturbed), role
+        assert torch.equal(adversarial, clean) != (role in perturbed.roles), role
     assert all(p.grad is None for p in model.parameters())
 
 
 def test_roles_perturbed_by_each_defense():
     model, (images, labels) = tiny_model(), clustered_batch()
     roles = {
-        (name, step): build_defense(name, config()).perturb(model, images, labels, context(step)).perturbed
+        (name, step): build_defense(name, config()).perturb(model, images, labels, context(step)).roles
         for name in ADVERSARIAL
         for step in (0, 1)
     }
@@ -143,13 +148,13 @@ def test_cap_takes_no_step_on_a_collapsed_batch():
     images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.05], [0.1, 1.0]]).view(4, 1, 1, 2)
     labels = torch.tensor([0, 0, 1, 1])
     model = pixel_model()
-    adversary = build_defense("ca_tride", config()).perturb(model, images, labels, context(0))
+    perturbed = build_defense("ca_tride", config()).perturb(model, images, labels, context(0))
     e = embed(model, images)
-    a, p, n = adversary.triplets
+    a, p, n = perturbed.indices
     assert collapseness(paired_distances(e[a], e[p]), paired_distances(e[a], e[n]), LAMBDA) > 0
-    assert adversary.steps_taken == 0 and adversary.loss == 0.0
-    assert torch.equal(adversary.images.positives, adversary.clean.positives)
-    assert torch.equal(adversary.images.negatives, adversary.clean.negatives)
+    assert perturbed.steps_taken == 0 and perturbed.loss == 0.0
+    assert torch.equal(perturbed.images.positives, perturbed.clean.positives)
+    assert torch.equal(perturbed.images.negatives, perturbed.clean.negatives)
     # the same pairs, positives next to their anchors: not collapsed, and CAP moves them
     close = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]]).view(4, 1, 1, 2)
     assert build_defense("ca_tride", config()).perturb(model, close, labels, context(0)).steps_taken > 0
@@ -173,14 +178,56 @@ def test_the_phase_is_a_function_of_the_step_index():
     for step in range(3):
         running(model, images, labels, context(step))
     # the same step twice gives the same phase: no hidden counter advances
-    again = [running.perturb(model, images, labels, context(2)).perturbed for _ in range(2)]
+    again = [running.perturb(model, images, labels, context(2)).roles for _ in range(2)]
     assert again == [("positives", "negatives")] * 2
-    # a "resumed" defense object at step 3 perturbs exactly as the one that ran steps 0..2
-    resumed = build_defense("ca_tride", config())
-    resumed.load_state_dict(running.state_dict())
-    ran, fresh = (d.perturb(model, images, labels, context(3)) for d in (running, resumed))
-    assert ran.perturbed == fresh.perturbed == ("anchors",)
-    assert torch.equal(ran.images.anchors, fresh.images.anchors)
+    # a new defense object at step 3, which never ran a step, perturbs the anchors as the running one does
+    assert build_defense("ca_tride", config()).perturb(model, images, labels, context(3)).roles == ("anchors",)
+
+
+def test_a_restored_defense_takes_the_same_next_step_as_an_uninterrupted_one():
+    # HM carries state (prev_loss) from step to step: a run interrupted after step 2 and resumed
+    # from the saved model, optimizer and defense state must take exactly the step 3 of a run
+    # that never stopped
+    images, labels = clustered_batch()
+    cfg = config(eps=0.3, step_size=0.05)
+    model = tiny_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    uninterrupted = build_defense("hm", cfg)
+
+    def train_step(model, optimizer, defense, step):
+        model.train()
+        out = defense(model, images, labels, context(step))
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        return out
+
+    for step in range(3):
+        train_step(model, optimizer, uninterrupted, step)
+    saved_state = copy.deepcopy(uninterrupted.state_dict())
+    saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    ran = train_step(model, optimizer, uninterrupted, 3)
+
+    def resumed_step(state):
+        restored_model = tiny_model(seed=1)  # other weights, so that only the checkpoint can make them equal
+        restored_model.load_state_dict(saved_model)
+        restored_optimizer = torch.optim.Adam(restored_model.parameters(), lr=1e-3)
+        restored_optimizer.load_state_dict(saved_optimizer)
+        restored = build_defense("hm", cfg)
+        if state is not None:
+            restored.load_state_dict(state)
+        return train_step(restored_model, restored_optimizer, restored, 3), restored, restored_model
+
+    resumed, restored, restored_model = resumed_step(saved_state)
+    # below the margin, the saved destination -prev_loss is harder than a fresh defense's -0.2
+    assert saved_state["prev_loss"] < 0.2
+    assert float(resumed.loss.detach()) == float(ran.loss.detach())
+    assert resumed.stats == ran.stats
+    assert restored.state_dict() == uninterrupted.state_dict()
+    assert all(torch.equal(x, y) for x, y in zip(restored_model.parameters(), model.parameters()))
+    # without the defense state the resumed step is a different one
+    fresh, _, _ = resumed_step(None)
+    assert fresh.stats != ran.stats
 
 
 def test_tride_and_ca_tride_mine_the_same_triplets_and_perturb_the_same_roles():
@@ -188,8 +235,8 @@ def test_tride_and_ca_tride_mine_the_same_triplets_and_perturb_the_same_roles():
     for step in (0, 1):
         plain = build_defense("tride", config()).perturb(model, images, labels, context(step))
         aware = build_defense("ca_tride", config()).perturb(model, images, labels, context(step))
-        assert all(torch.equal(x, y) for x, y in zip(plain.triplets, aware.triplets))
-        assert plain.perturbed == aware.perturbed
+        assert all(torch.equal(x, y) for x, y in zip(plain.indices, aware.indices))
+        assert plain.roles == aware.roles
 
 
 def test_hm_state_round_trip_and_update():
@@ -205,8 +252,6 @@ def test_hm_state_round_trip_and_update():
     resumed = build_defense("hm", config(eps=0.3, step_size=0.05))
     resumed.load_state_dict(hm.state_dict())
     assert resumed.state_dict() == hm.state_dict()
-    ran, fresh = (d.perturb(model, images, labels, context(1)) for d in (hm, resumed))
-    assert torch.equal(ran.images.anchors, fresh.images.anchors)
     # the state matters: from the initial 2.0 the destination is -0.2, from 0.0 it is 0
     initial = build_defense("hm", config(eps=0.3, step_size=0.05)).perturb(model, images, labels, context(1))
     hardest = build_defense("hm", config(eps=0.3, step_size=0.05))
@@ -232,17 +277,17 @@ def test_hm_ics_term_against_its_formula():
     cfg = config(eps=0.3, step_size=0.05, hm=HMParams(ics_weight=0.5))
     hm = build_defense("hm", cfg)
     hm.load_state_dict({"prev_loss": 0.0})
-    adversary = hm.perturb(model, images, labels, context(0))
-    out = hm.train_loss(model, adversary, context(0))
+    perturbed = hm.perturb(model, images, labels, context(0))
+    out = hm.train_loss(model, perturbed, context(0))
     with torch.no_grad():
         clean_a, adv_a, clean_p = map(
-            model, (adversary.clean.anchors, adversary.images.anchors, adversary.clean.positives)
+            model, (perturbed.clean.anchors, perturbed.images.anchors, perturbed.clean.positives)
         )
     expected = 0.5 * (paired_distances(clean_a, adv_a) - paired_distances(clean_a, clean_p)).clamp_min(0).mean()
     assert float(expected) > 0 and out.stats["ics"] == pytest.approx(float(expected), rel=1e-5)
     plain = build_defense("hm", config(eps=0.3, step_size=0.05, hm=HMParams(ics=False)))
     plain.load_state_dict({"prev_loss": 0.0})
-    assert "ics" not in plain.train_loss(model, adversary, context(0)).stats
+    assert "ics" not in plain.train_loss(model, perturbed, context(0)).stats
 
 
 def test_authors_extra_term_only_on_odd_steps():
@@ -251,16 +296,16 @@ def test_authors_extra_term_only_on_odd_steps():
     defense = build_defense("ca_tride", config(ca_tride=CATrideParams(ramp=False, extra_term=True)))
     even = defense(model, images, labels, context(0))
     assert even.stats["extra"] == 0.0 and float(even.loss.detach()) == pytest.approx(even.stats["triplet_loss"])
-    adversary = defense.perturb(model, images, labels, context(1))
-    odd = defense.train_loss(model, adversary, context(1))
+    perturbed = defense.perturb(model, images, labels, context(1))
+    odd = defense.train_loss(model, perturbed, context(1))
     with torch.no_grad():
-        a, p, n = (model(x) for x in (adversary.images.anchors, adversary.images.positives, adversary.images.negatives))
+        a, p, n = (model(x) for x in (perturbed.images.anchors, perturbed.images.positives, perturbed.images.negatives))
     half = len(a) // 2
     d_ap, d_an = paired_distances(a, p).sort().values, paired_distances(a, n).sort().values
     expected = 0.5 * max(0.0, float(d_ap[:half].mean() - d_an[:half].mean()) + 0.04)
     assert odd.stats["extra"] == pytest.approx(expected, abs=1e-6)
     assert float(odd.loss.detach()) == pytest.approx(odd.stats["triplet_loss"] + expected, abs=1e-6)
-    assert "extra" not in build_defense("ca_tride", config()).train_loss(model, adversary, context(1)).stats
+    assert "extra" not in build_defense("ca_tride", config()).train_loss(model, perturbed, context(1)).stats
 
 
 def test_act_and_est_improve_their_objectives():
@@ -277,6 +322,20 @@ def test_act_and_est_improve_their_objectives():
 def test_unknown_defense_is_refused():
     with pytest.raises(ValueError, match="unknown defense"):
         build_defense("pgd", config())
+
+
+def test_the_registry_does_not_import_unless_it_builds_exactly_the_named_defenses(monkeypatch):
+    assert set(defenses.BUILDERS) == set(DEFENSES)
+    try:
+        monkeypatch.setattr(names, "DEFENSES", (*DEFENSES, "pgd"))
+        with pytest.raises(RuntimeError, match="pgd"):
+            importlib.reload(defenses)
+        monkeypatch.setattr(names, "DEFENSES", tuple(name for name in DEFENSES if name != "hm"))
+        with pytest.raises(RuntimeError, match="names.DEFENSES"):
+            importlib.reload(defenses)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(defenses)
 
 
 def test_a_defense_runs_in_the_training_loop():

@@ -1,21 +1,18 @@
-import math
-
 import pytest
-import torch
 
-from catride_core.retrieval.robustness import ars, embedding_spread, ers
-
-NAMES = ("CA+", "CA-", "QA+", "QA-", "TMA", "ES:D", "ES:R", "LTM", "GTM", "GTT")
+from catride_core.names import SCORES
+from catride_core.retrieval.robustness import ars, ers, robustness_summary
 
 
 def _row(*values: float) -> dict[str, float]:
-    return dict(zip(NAMES, values, strict=True))
+    """Values in the order of ``names.SCORES``: CA+, CA-, QA+, QA-, TMA, ES:D, ES:R, LTM, GTM, GTT."""
+    return dict(zip(SCORES, values, strict=True))
 
 
 @pytest.mark.parametrize(
     "values, expected",
     [
-        # METHOD.md section 7, CUB "ACT, 32 steps": terms 31, 62.3, 30.2, 67.8, 52.8, 58.95,
+        # docs/method.md section 7, CUB "ACT, 32 steps": terms 31, 62.3, 30.2, 67.8, 52.8, 58.95,
         # 11.1, 9.4, 14.9, 1.0 -> 339.45 / 10 = 33.945
         (_row(15.5, 37.7, 15.1, 32.2, 0.472, 0.821, 11.1, 9.4, 14.9, 1.0), 33.9),
         # CUB "none": 0, 0, 0, 0.1, 11.7, 11.9, 0, 0, 14.1, 0 -> 3.78
@@ -61,20 +58,9 @@ def test_ars_clips_and_treats_an_exhausted_clean_level_as_unharmed():
         ars(clean, adversarial, r1_clean=50.0, spread=0.0)
 
 
-def test_embedding_spread_uses_distinct_pairs():
-    # three points 120 degrees apart: every distinct pair is sqrt(3) apart; drawing a point
-    # with itself would pull the mean towards 0
-    angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3])
-    embeddings = torch.stack([angles.cos(), angles.sin()], 1)
-    assert embedding_spread(embeddings, 0, pairs=500) == pytest.approx(math.sqrt(3), abs=1e-5)
-
-
-def test_embedding_spread_is_seeded():
-    embeddings = torch.nn.functional.normalize(torch.randn(50, 4, generator=torch.Generator().manual_seed(0)), dim=1)
-    first = embedding_spread(embeddings, torch.Generator().manual_seed(3), pairs=200)
-    assert first == embedding_spread(embeddings, 3, pairs=200)
-    assert first != embedding_spread(embeddings, 4, pairs=200)
-    # close to the exact mean over all distinct pairs
-    distances = torch.cdist(embeddings, embeddings)
-    exact = distances.sum() / (50 * 49)
-    assert first == pytest.approx(float(exact), abs=0.1)
+def test_summary_needs_every_named_score():
+    clean = _row(50.0, 2.0, 40.0, 4.0, 0.3, 0.0, 80.0, 80.0, 80.0, 100.0)
+    adversarial = _row(10.0, 51.0, 60.0, 100.0, 0.65, 0.3, 40.0, 20.0, 100.0, 30.0)
+    assert robustness_summary(clean, adversarial, 80.0, 1.2) == {"ERS": pytest.approx(ers(adversarial)), "ARS": pytest.approx(40.0)}
+    del adversarial[SCORES[-1]]
+    assert robustness_summary(clean, adversarial, 80.0, 1.2) == {"ERS": None, "ARS": None}

@@ -17,8 +17,10 @@ import time
 
 import torch
 
-from catride_core.attacks.ranking import ATTACKS, AttackBudget, run_attack
+from catride_core.attacks.base import AttackBudget
+from catride_core.attacks.runner import run_attacks
 from catride_core.models import build_model
+from catride_core.names import ATTACKS
 
 
 def _synchronize(device: torch.device) -> None:
@@ -74,7 +76,7 @@ def main() -> None:
     for name in args.attacks:
         _synchronize(device)
         start = time.perf_counter()
-        run_attack(name, model, images, labels, budget, seed=args.seed)
+        run_attacks([name], model, images, labels, budget, seed=args.seed)
         _synchronize(device)
         seconds = time.perf_counter() - start
         print(f"{name:<10}{seconds:>10.2f}{args.n / seconds:>12.1f}{seconds / (args.n * floor_per_image):>10.2f}")

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from support import declared_params, recording_params_reads
 
 from catride_core import names
 from catride_core.artifacts.checkpoints import load_checkpoint
@@ -20,8 +21,6 @@ from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
 from catride_core.commands.report import report
 from catride_core.commands.robustness import robustness
-
-from support import declared_params, recording_params_reads
 
 TINY = {
     "models": ["pretrained", "ca_tride"],
@@ -191,7 +190,7 @@ def test_missing_input_is_one_clear_line(tmp_path, pipeline):
         evaluate, ["--params", paths["params"], "--data", str(tmp_path), "--checkpoint", str(paths["start"]),
                    "--metrics", str(tmp_path / "m.json")],
     )
-    assert result.exit_code == 1 and "manifest.csv: missing" in result.output
+    assert result.exit_code == 1 and "meta.json: missing; run the prepare stage first" in result.output
     assert not (tmp_path / "m.json").exists()
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from support import DVC, PARAMS, ROOT, STAGES
 
-from catride_core import cli, names
+from catride_core import cli
 from catride_core.config import Params
+
 
 def script_of(stage):
     words = shlex.split(stage["cmd"])
@@ -175,12 +176,3 @@ def test_stage_scripts_import_only_their_own_command():
         imports = [n for n in ast.walk(ast.parse(script.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert [i.module for i in imports] == [f"catride_core.commands.{script.stem}"], script
 
-
-def test_name_tables_have_one_source():
-    from catride_core import config, defenses, models
-    from catride_core.data import sources
-
-    assert tuple(sources.SOURCES) == names.DATASETS
-    assert tuple(models.ARCHITECTURES) == names.ARCHITECTURES
-    assert set(defenses.DEFENSES) == set(names.DEFENSES)
-    assert set(config.FinetuneParams.model_fields) >= set(names.MODELS)

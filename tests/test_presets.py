@@ -9,9 +9,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from catride_core.cli import preset
+from catride_core.commands.preset import preset
 from catride_core.config import load_params, merge_overrides, parse_params
-from catride_core.data import SOURCES
+from catride_core.data.sources import SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
@@ -32,7 +32,7 @@ def test_preset_over_the_defaults_is_the_published_setting(path):
         assert (p.arch, p.pairs_per_batch, p.lr, p.weight_decay, p.epochs) == ("resnet18", 56, 1e-5, 4e-4, 75)
         assert (f.eps, f.step_size, f.steps) == (8 / 255, 1 / 255, 16)
         assert (a.eps, a.step_size, a.steps) == (8 / 255, 3 / 255, 32)
-        assert f.ca_tride.lambda_ == {"cub": 10.0, "cars": 9.5, "sop": 2.0}[path.stem]
+        assert f.ca_tride.inverse_temperature == {"cub": 10.0, "cars": 9.5, "sop": 2.0}[path.stem]
         assert f.hm.ics_weight == (0.05 if path.stem == "sop" else 0.5)
     else:
         # RobRank rob28: c2f2, 128 pairs, Adam 1e-3 / 1e-7, 8 epochs, eps 77/255 step 3/255
@@ -58,7 +58,7 @@ def test_preset_command_applies_keeps_comments_and_sets_root(tmp_path):
     assert result.exit_code == 0, result.output
     params = load_params(params_file)
     assert params.prepare.dataset == "cub" and params.prepare.root == "/data/CUB"
-    assert params.finetune.ca_tride.lambda_ == 10.0 and params.pretrain.arch == "resnet18"
+    assert params.finetune.ca_tride.inverse_temperature == 10.0 and params.pretrain.arch == "resnet18"
     assert params.base.seed == 0  # keys the preset does not name keep their value
     assert "# every random choice" in params_file.read_text()
 

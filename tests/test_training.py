@@ -10,7 +10,14 @@ from torch.utils.data import TensorDataset
 from catride_core.data.sampler import SPC2Sampler
 from catride_core.models import Embedder
 from catride_core.models.embedding import embed
-from catride_core.training import StepContext, StepOutput, benign_step, fit, make_loader, train_epoch
+from catride_core.training import (
+    StepContext,
+    StepOutput,
+    benign_step,
+    fit,
+    make_loader,
+    train_epoch,
+)
 
 CPU = torch.device("cpu")
 ITEMS, CLASSES, PAIRS_PER_BATCH = 32, 8, 4

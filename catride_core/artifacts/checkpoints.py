@@ -16,7 +16,7 @@ import torch
 
 from catride_core.artifacts.files import atomic_path
 from catride_core.errors import ArtifactError
-from catride_core.models import Embedder, build_model
+from catride_core.models import Embedder, build_model, input_mismatch
 
 FORMAT_VERSION = 1
 
@@ -68,11 +68,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[Embedder, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, device: torch.device | str = "cpu", data_meta: Mapping[str, Any] | None = None
+) -> tuple[Embedder, dict[str, Any]]:
     """Rebuild the model of a checkpoint (weights loaded, eval mode) and return its payload too.
 
+    Args:
+        path: the checkpoint.
+        device: where the model goes.
+        data_meta: the prepared data's ``meta``, if the model is to run on it:
+            its image size and channels must be what the model takes.
+
     Raises:
-        ArtifactError: as ``read_checkpoint``, or weights that do not fit the model its header names.
+        ArtifactError: as ``read_checkpoint``, weights that do not fit the model
+            its header names, or a model that cannot take the prepared images.
     """
     payload = read_checkpoint(path)
     header = payload["model"]
@@ -82,4 +91,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         problem = str(exc).strip().splitlines()[0]
         raise ArtifactError(f"{path}: weights do not fit the model its header names {header}: {problem}") from None
+    if data_meta is not None:
+        mismatch = input_mismatch(model, data_meta["image_size"], data_meta["channels"])
+        if mismatch:
+            raise ArtifactError(f"{path}: {mismatch}")
     return model.to(device).eval(), payload

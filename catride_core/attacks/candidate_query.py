@@ -14,8 +14,19 @@ import torch
 from torch import Tensor
 
 from catride_core.attacks.base import Gallery, Objective, RankingAttack
-from catride_core.attacks.prank import competing_mask, count_ahead, hinge_mean, prank, query_competing_mask, query_ranks
-from catride_core.attacks.targets import nearest_neighbor_targets, random_targets, top_fraction_targets
+from catride_core.attacks.prank import (
+    competing_mask,
+    count_ahead,
+    hinge_mean,
+    prank,
+    query_competing_mask,
+    query_ranks,
+)
+from catride_core.attacks.targets import (
+    nearest_neighbor_targets,
+    random_targets,
+    top_fraction_targets,
+)
 from catride_core.distances import paired_distances, pairwise_distances
 
 #: GTT counts a query as defended while its clean top-1 stays within this many places

@@ -15,7 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from catride_core.attacks.base import AttackBudget, Gallery, RankingAttack
-from catride_core.attacks.candidate_query import CandidateAttack, GreedyTopTranslocation, QueryAttack
+from catride_core.attacks.candidate_query import (
+    CandidateAttack,
+    GreedyTopTranslocation,
+    QueryAttack,
+)
 from catride_core.attacks.embedding_space import EmbeddingShift, TargetedMismatch
 from catride_core.attacks.misranking import GreedyTopMisranking, LearningToMisrank
 from catride_core.attacks.pgd import check_adversarial, check_inputs, pgd

@@ -8,15 +8,25 @@ import click
 import pandas as pd
 
 from catride_core.artifacts.checkpoints import load_checkpoint
-from catride_core.artifacts.files import atomic_path, rounded, save_tensor, write_csv, write_json
+from catride_core.artifacts.files import (
+    atomic_path,
+    rounded,
+    save_tensor,
+    write_csv,
+    write_json,
+)
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.attacks.base import AttackBudget
 from catride_core.attacks.runner import AttackResult, run_attacks
-from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, PROGRESS_OPTION, stage, start
+from catride_core.commands.common import (
+    DATA_OPTION,
+    PARAMS_OPTION,
+    PROGRESS_OPTION,
+    stage,
+    start,
+)
 from catride_core.config import resolved
 from catride_core.data.prepared import stack_split
-from catride_core.errors import ArtifactError
-from catride_core.models import input_mismatch
 
 
 def per_query_table(result: AttackResult) -> pd.DataFrame:
@@ -40,10 +50,7 @@ def attack(params_path: str, data_dir: str, checkpoint: str, out_dir: str, progr
     params, device = start(params_path)
     cfg = params.attack
     data = load_prepared(data_dir)
-    model, _ = load_checkpoint(checkpoint, device)
-    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
-    if mismatch:
-        raise ArtifactError(f"{checkpoint}: {mismatch}")
+    model, _ = load_checkpoint(checkpoint, device, data.meta)
     images, labels = stack_split(data, "test")
     budget = AttackBudget(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.steps, random_start=cfg.random_start,
                           batch_size=cfg.batch_size, candidates_per_query=cfg.candidates_per_query,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import re
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 import torch
@@ -22,6 +21,12 @@ PARAMS_OPTION = click.option(
 )
 DATA_OPTION = click.option(
     "--data", "data_dir", type=click.Path(file_okay=False), required=True, help="prepared dataset folder"
+)
+CHECKPOINT_OUT_OPTION = click.option(
+    "--checkpoint", type=click.Path(dir_okay=False), required=True, help="where to write the trained model"
+)
+LOG_OPTION = click.option(
+    "--log", "log_path", type=click.Path(dir_okay=False), required=True, help="per-epoch training log (CSV, a DVC plot)"
 )
 PROGRESS_OPTION = click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars")
 

@@ -10,8 +10,6 @@ from catride_core.artifacts.files import rounded, write_json
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, stage, start
 from catride_core.data.prepared import build_dataset
-from catride_core.errors import ArtifactError
-from catride_core.models import input_mismatch
 from catride_core.models.embedding import embed
 from catride_core.retrieval.evaluation import benign_metrics
 
@@ -26,10 +24,7 @@ def evaluate(params_path: str, data_dir: str, checkpoint: str, metrics_path: str
     params, device = start(params_path)
     cfg = params.evaluate
     data = load_prepared(data_dir)
-    model, _ = load_checkpoint(checkpoint, device)
-    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
-    if mismatch:
-        raise ArtifactError(f"{checkpoint}: {mismatch}")
+    model, _ = load_checkpoint(checkpoint, device, data.meta)
     test_set = build_dataset(data, "test", train=False)
     embeddings = embed(model, test_set, cfg.batch_size, device)
     metrics = rounded(benign_metrics(embeddings, torch.as_tensor(test_set.labels), cfg.recall_at, cfg.block_size,

@@ -11,12 +11,18 @@ from catride_core import names
 from catride_core.artifacts.checkpoints import load_checkpoint, save_checkpoint
 from catride_core.artifacts.files import rounded, write_csv
 from catride_core.artifacts.prepared import load_prepared
-from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, PROGRESS_OPTION, stage, start
+from catride_core.commands.common import (
+    CHECKPOINT_OUT_OPTION,
+    DATA_OPTION,
+    LOG_OPTION,
+    PARAMS_OPTION,
+    PROGRESS_OPTION,
+    stage,
+    start,
+)
 from catride_core.config import resolved_finetune
 from catride_core.data.prepared import build_dataset
 from catride_core.defenses import build_defense, training_miner
-from catride_core.errors import ArtifactError
-from catride_core.models import input_mismatch
 from catride_core.retrieval.evaluation import epoch_metrics
 from catride_core.training import fit
 
@@ -27,8 +33,8 @@ from catride_core.training import fit
 @click.option("--start", "start_path", type=click.Path(dir_okay=False), required=True, help="the pretrained model to start from")
 @click.option("--model", "model_name", type=click.Choice(names.MODELS), required=True,
               help="which model: a defense (docs/method.md section 4), or `pretrained` for zero fine-tuning epochs")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="where to write the fine-tuned model")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), required=True, help="per-epoch training log (CSV, a DVC plot)")
+@CHECKPOINT_OUT_OPTION
+@LOG_OPTION
 @PROGRESS_OPTION
 def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, checkpoint: str, log_path: str,
              progress: bool) -> None:
@@ -36,10 +42,7 @@ def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, 
     params, device = start(params_path)
     cfg, evaluation = params.finetune, params.evaluate
     data = load_prepared(data_dir)
-    model, begin = load_checkpoint(start_path, device)
-    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
-    if mismatch:
-        raise ArtifactError(f"{start_path}: {mismatch}")
+    model, begin = load_checkpoint(start_path, device, data.meta)
     train_set, test_set = build_dataset(data, "train", train=True), build_dataset(data, "test", train=False)
     num_workers = begin["params"]["pretrain"]["num_workers"]
 

@@ -8,7 +8,13 @@ import click
 
 from catride_core.artifacts.files import write_text
 from catride_core.commands.common import PARAMS_OPTION, stage
-from catride_core.config import ParamsError, dump_params_document, merge_overrides, parse_params, read_params_document
+from catride_core.config import (
+    ParamsError,
+    dump_params_document,
+    merge_overrides,
+    parse_params,
+    read_params_document,
+)
 
 
 @stage

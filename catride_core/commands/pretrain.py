@@ -9,7 +9,15 @@ import torch
 from catride_core.artifacts.checkpoints import save_checkpoint
 from catride_core.artifacts.files import rounded, write_csv
 from catride_core.artifacts.prepared import load_prepared
-from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, PROGRESS_OPTION, stage, start
+from catride_core.commands.common import (
+    CHECKPOINT_OUT_OPTION,
+    DATA_OPTION,
+    LOG_OPTION,
+    PARAMS_OPTION,
+    PROGRESS_OPTION,
+    stage,
+    start,
+)
 from catride_core.config import resolved
 from catride_core.data.prepared import build_dataset
 from catride_core.errors import ParamsError
@@ -21,8 +29,8 @@ from catride_core.training import benign_step, fit
 @stage
 @PARAMS_OPTION
 @DATA_OPTION
-@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="where to write the trained model")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), required=True, help="per-epoch training log (CSV, a DVC plot)")
+@CHECKPOINT_OUT_OPTION
+@LOG_OPTION
 @PROGRESS_OPTION
 def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, progress: bool) -> None:
     """Benign triplet training of the embedding model (docs/method.md section 3)."""

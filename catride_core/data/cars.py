@@ -13,11 +13,8 @@ import numpy as np
 import scipy.io
 
 from catride_core.data.files import (
-    check_both_sides,
-    dataset_checksum,
+    class_split_source,
     fail,
-    image_sizes,
-    index_classes,
     require_file,
     require_root,
 )
@@ -86,16 +83,7 @@ def load_cars(root: str | None) -> SourceData:
         class_ids.append(class_id)
 
     listed_in = [f"cars_annos.mat annotation {number}" for number in range(1, len(paths) + 1)]
-    sizes = image_sizes("cars", base, paths, listed_in, LAYOUT)
-    labels, classes = index_classes(class_ids)
-    is_test = classes[labels] > LAST_TRAIN_CLASS
-    check_both_sides("cars", is_test, "classes 1-98 train, 99-196 test", str(annos_file), LAYOUT)
-    return SourceData(
-        labels=labels,
-        paths=paths,
-        is_test=np.asarray(is_test, dtype=bool),
-        image_size=224,
-        channels=3,
-        class_names=[str(class_names[class_id - 1]) for class_id in classes],
-        checksum=dataset_checksum([("cars_annos.mat", annos_file.read_bytes())], zip(paths, sizes)),
+    return class_split_source(
+        "cars", base, paths, listed_in, class_ids, LAST_TRAIN_CLASS, lambda class_id: str(class_names[class_id - 1]),
+        [("cars_annos.mat", annos_file.read_bytes())], str(annos_file), LAYOUT,
     )

@@ -7,18 +7,14 @@ classification) is not used.
 
 from __future__ import annotations
 
-import numpy as np
-
 from catride_core.data.files import (
-    check_both_sides,
-    dataset_checksum,
+    class_split_source,
     fail,
-    image_sizes,
-    index_classes,
     parse_int,
     read_text,
     require_file,
     require_root,
+    split_id_line,
 )
 from catride_core.data.source import SourceData
 
@@ -55,13 +51,10 @@ def load_cub(root: str | None) -> SourceData:
     paths: dict[int, tuple[str, int]] = {}
     for number, line in image_lines:
         where = f"{images_file}: line {number}"
-        fields = line.split(maxsplit=1)
-        if len(fields) != 2:
-            raise fail("cub", where, f"expected '<image_id> <path>', got {line!r}", LAYOUT)
-        image_id = parse_int("cub", where, "image_id", fields[0], LAYOUT)
+        image_id, path = split_id_line("cub", where, line, "<image_id> <path>", LAYOUT)
         if image_id in paths:
             raise fail("cub", where, f"image_id {image_id} already on line {paths[image_id][1]}", LAYOUT)
-        paths[image_id] = (fields[1], number)
+        paths[image_id] = (path, number)
 
     class_of: dict[int, int] = {}
     for number, line in label_lines:
@@ -89,27 +82,15 @@ def load_cub(root: str | None) -> SourceData:
         files.append(("classes.txt", names_raw))
         for number, line in name_lines:
             where = f"{names_file}: line {number}"
-            fields = line.split(maxsplit=1)
-            if len(fields) != 2:
-                raise fail("cub", where, f"expected '<class_id> <class_name>', got {line!r}", LAYOUT)
-            class_id = parse_int("cub", where, "class_id", fields[0], LAYOUT)
+            class_id, name = split_id_line("cub", where, line, "<class_id> <class_name>", LAYOUT)
             if class_id not in names:
                 raise fail("cub", where, f"unknown class_id {class_id}; CUB classes are 1..{NUM_CLASSES}", LAYOUT)
-            names[class_id] = fields[1]
+            names[class_id] = name
 
     image_ids = list(paths)
     relative = [f"images/{paths[image_id][0]}" for image_id in image_ids]
     listed_in = [f"images.txt line {paths[image_id][1]}" for image_id in image_ids]
-    sizes = image_sizes("cub", base, relative, listed_in, LAYOUT)
-    labels, classes = index_classes([class_of[image_id] for image_id in image_ids])
-    is_test = classes[labels] > LAST_TRAIN_CLASS
-    check_both_sides("cub", is_test, "classes 1-100 train, 101-200 test", str(labels_file), LAYOUT)
-    return SourceData(
-        labels=labels,
-        paths=relative,
-        is_test=np.asarray(is_test, dtype=bool),
-        image_size=224,
-        channels=3,
-        class_names=[names[int(class_id)] for class_id in classes],
-        checksum=dataset_checksum(files, zip(relative, sizes)),
+    return class_split_source(
+        "cub", base, relative, listed_in, [class_of[image_id] for image_id in image_ids], LAST_TRAIN_CLASS,
+        names.__getitem__, files, str(labels_file), LAYOUT,
     )

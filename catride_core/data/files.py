@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from catride_core.data.source import SourceData
 from catride_core.errors import DataError
 
 
@@ -121,3 +122,53 @@ def check_both_sides(dataset: str, is_test: np.ndarray, rule: str, where: str, l
     for side, mask in (("train", ~is_test), ("test", is_test)):
         if not mask.any():
             raise fail(dataset, where, f"no {side} image ({rule})", layout)
+
+
+def split_id_line(dataset: str, where: str, line: str, expected: str, layout: str) -> tuple[int, str]:
+    """A metadata line ``<integer id> <rest>``: the id and the rest.
+
+    Args:
+        expected: the line's form for the error, e.g. ``"<image_id> <path>"``.
+    """
+    fields = line.split(maxsplit=1)
+    if len(fields) != 2:
+        raise fail(dataset, where, f"expected '{expected}', got {line!r}", layout)
+    return parse_int(dataset, where, expected.split()[0].strip("<>"), fields[0], layout), fields[1]
+
+
+def class_split_source(
+    dataset: str,
+    root: Path,
+    paths: Sequence[str],
+    listed_in: Sequence[str],
+    class_ids: Sequence[int],
+    last_train_class: int,
+    class_name: Callable[[int], str],
+    files: Iterable[tuple[str, bytes]],
+    where: str,
+    layout: str,
+) -> SourceData:
+    """A 224 px image dataset split class-disjoint by class id: ids up to ``last_train_class`` train, the rest test.
+
+    Args:
+        paths: images relative to ``root``; ``listed_in``: where each is listed.
+        class_ids: the dataset's class id of each image.
+        class_name: class id -> readable name.
+        files: the metadata files read, for the checksum.
+        where: the file that holds the labels, named if a side ends up empty.
+    """
+    sizes = image_sizes(dataset, root, paths, listed_in, layout)
+    labels, classes = index_classes(class_ids)
+    is_test = classes[labels] > last_train_class
+    first_test = last_train_class + 1
+    rule = f"classes 1-{last_train_class} train, {first_test}-{2 * last_train_class} test"
+    check_both_sides(dataset, is_test, rule, where, layout)
+    return SourceData(
+        labels=labels,
+        paths=list(paths),
+        is_test=np.asarray(is_test, dtype=bool),
+        image_size=224,
+        channels=3,
+        class_names=[class_name(int(class_id)) for class_id in classes],
+        checksum=dataset_checksum(files, zip(paths, sizes)),
+    )

@@ -14,7 +14,11 @@ from catride_core.data.idx import load_fashion, load_mnist
 from catride_core.data.mnist5k import load_mnist5k
 from catride_core.data.sop import load_sop
 from catride_core.data.source import SourceData
-from catride_core.data.split import class_disjoint_split, per_class_subsample, stratified_split
+from catride_core.data.split import (
+    class_disjoint_split,
+    per_class_subsample,
+    stratified_split,
+)
 from catride_core.errors import DataError
 
 #: ``prepare.dataset`` name -> the function that reads that dataset from its root

@@ -14,7 +14,12 @@ from collections.abc import Callable
 from catride_core import names
 from catride_core.config import FinetuneParams
 from catride_core.defenses.act import AntiCollapseTriplet
-from catride_core.defenses.base import AdversarialDefense, Defense, PerturbedTriplets, TripletTensors
+from catride_core.defenses.base import (
+    AdversarialDefense,
+    Defense,
+    PerturbedTriplets,
+    TripletTensors,
+)
 from catride_core.defenses.benign import NoDefense
 from catride_core.defenses.est import EmbeddingShiftedTriplet
 from catride_core.defenses.hm import HardnessManipulation

@@ -6,7 +6,12 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from catride_core.defenses.base import AdversarialDefense, PerturbedTriplets, Role, attack_roles
+from catride_core.defenses.base import (
+    AdversarialDefense,
+    PerturbedTriplets,
+    Role,
+    attack_roles,
+)
 from catride_core.distances import paired_distances
 from catride_core.losses import mine_triplets
 from catride_core.models.embedding import embed

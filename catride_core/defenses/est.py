@@ -5,7 +5,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from catride_core.attacks.pgd import pgd
-from catride_core.defenses.base import ROLES, AdversarialDefense, PerturbedTriplets, TripletTensors
+from catride_core.defenses.base import (
+    ROLES,
+    AdversarialDefense,
+    PerturbedTriplets,
+    TripletTensors,
+)
 from catride_core.distances import embedding_shift
 from catride_core.losses import mine_triplets
 from catride_core.models.embedding import embed

@@ -11,7 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from catride_core.defenses.base import ROLES, AdversarialDefense, PerturbedTriplets, Role, TripletTensors, attack_roles
+from catride_core.defenses.base import (
+    ROLES,
+    AdversarialDefense,
+    PerturbedTriplets,
+    Role,
+    TripletTensors,
+    attack_roles,
+)
 from catride_core.distances import paired_distances
 from catride_core.losses import mine_triplets
 from catride_core.models.embedding import embed

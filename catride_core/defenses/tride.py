@@ -22,7 +22,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from catride_core.defenses.base import AdversarialDefense, PerturbedTriplets, Role, TripletTensors, attack_roles
+from catride_core.defenses.base import (
+    AdversarialDefense,
+    PerturbedTriplets,
+    Role,
+    TripletTensors,
+    attack_roles,
+)
 from catride_core.distances import embedding_shift, paired_distances
 from catride_core.losses import mine_triplets
 from catride_core.models.embedding import embed

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from catride_core import names
 from catride_core.models.c2f2 import C2F2
 from catride_core.models.resnet import ResNetEmbedding
 
@@ -56,6 +57,8 @@ ARCHITECTURES: dict[str, Callable[[int, str | None], Embedder]] = {
     "resnet18": _resnet18,
     "resnet50": _resnet50,
 }
+if tuple(ARCHITECTURES) != names.ARCHITECTURES:
+    raise ImportError(f"architectures {tuple(ARCHITECTURES)} do not match names.ARCHITECTURES {names.ARCHITECTURES}")
 
 
 def input_mismatch(model: Embedder, image_size: int, channels: int) -> str | None:

@@ -1,6 +1,7 @@
-"""Retrieval: exact nearest neighbours (faiss) and benign ranking metrics."""
+"""Evaluation: exact nearest neighbours (``knn``), benign ranking metrics (``metrics``), collapse
+diagnostics and M_lambda (``collapse``), ERS and ARS (``robustness``), and what the ``evaluate``
+stage and the training log report (``evaluation``).
 
-from catride_core.retrieval.knn import nearest_neighbors
-from catride_core.retrieval.metrics import nmi, rank_metrics, recall_at_1, retrieval_metrics
-
-__all__ = ["nearest_neighbors", "nmi", "rank_metrics", "recall_at_1", "retrieval_metrics"]
+Importing the package imports none of its modules, so a stage that only
+computes ERS does not depend on the ranking code.
+"""

@@ -3,7 +3,11 @@
 import pytest
 import torch
 
-from catride_core.artifacts.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from catride_core.artifacts.checkpoints import (
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from catride_core.errors import ArtifactError
 from catride_core.models import build_model
 

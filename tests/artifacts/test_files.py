@@ -7,7 +7,13 @@ import stat
 import pandas as pd
 import pytest
 
-from catride_core.artifacts.files import atomic_path, read_json, rounded, write_csv, write_json
+from catride_core.artifacts.files import (
+    atomic_path,
+    read_json,
+    rounded,
+    write_csv,
+    write_json,
+)
 from catride_core.errors import ArtifactError
 
 

@@ -2,7 +2,11 @@ import pytest
 import torch
 
 from catride_core.attacks.base import Gallery
-from catride_core.attacks.candidate_query import CandidateAttack, GreedyTopTranslocation, QueryAttack
+from catride_core.attacks.candidate_query import (
+    CandidateAttack,
+    GreedyTopTranslocation,
+    QueryAttack,
+)
 
 # gallery pixels (slot: pixel) 0: 0.0, 1: 0.1, 2: 0.2, 3: 0.4, 4: 0.7, 5: 1.0 on the half circle;
 # distances grow with |pixel difference|, so ranks can be read off the pixels

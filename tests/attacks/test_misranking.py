@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from catride_core.attacks.base import AttackBudget, Gallery
-from catride_core.attacks.runner import run_attacks
 from catride_core.attacks.misranking import LearningToMisrank
+from catride_core.attacks.runner import run_attacks
 
 
 def test_gtm_run_uses_the_nearest_other_label_target(angle_embedder, toy_data):

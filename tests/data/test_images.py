@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from catride_core.data import DataError, PreparedData, build_dataset
 from catride_core.data.images import FileImageDataset, image_transform, resize_size
+from catride_core.data.prepared import PreparedData, build_dataset
+from catride_core.errors import DataError
 
 
 def ringed_png(path: Path, side: int) -> np.ndarray:

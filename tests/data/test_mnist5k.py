@@ -1,6 +1,6 @@
 import numpy as np
 
-from catride_core.data import read_source
+from catride_core.data.sources import read_source
 
 
 def test_embedded_mnist5k_is_real_digits():

@@ -11,7 +11,8 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from catride_core.data import SOURCES, DataError, choose_split, read_source
+from catride_core.data.sources import choose_split, read_source
+from catride_core.errors import DataError
 
 # --- builders of tiny layouts ---------------------------------------------------------
 
@@ -110,12 +111,6 @@ def assert_class_disjoint(labels: np.ndarray, is_test: np.ndarray) -> None:
 
 
 # --- registry -------------------------------------------------------------------------
-
-
-def test_every_configured_dataset_has_a_source():
-    from catride_core.config import DATASETS
-
-    assert set(SOURCES) == set(DATASETS)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion", "cub", "cars", "sop", "folder"])

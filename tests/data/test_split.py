@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 
-from catride_core.data.split import class_disjoint_split, per_class_subsample, stratified_split
-
+from catride_core.data.split import (
+    class_disjoint_split,
+    per_class_subsample,
+    stratified_split,
+)
 
 LABELS = np.repeat(np.arange(10), 50)  # sorted by label, like mnist5k
 

@@ -3,7 +3,11 @@
 import pytest
 import torch
 
-from catride_core.defenses.hm import INITIAL_PREV_LOSS, destination_hardness, hardness_gap
+from catride_core.defenses.hm import (
+    INITIAL_PREV_LOSS,
+    destination_hardness,
+    hardness_gap,
+)
 
 
 @pytest.mark.parametrize(

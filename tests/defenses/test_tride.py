@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from catride_core.defenses.tride import anp_loss, authors_extra_term, cap_loss, decoupling_phase
+from catride_core.defenses.tride import (
+    anp_loss,
+    authors_extra_term,
+    cap_loss,
+    decoupling_phase,
+)
 
 TINY = 1e-9  # lambda -> 0: M_lambda is the mean
 # embedding_shift adds 1e-6 inside the norm: a zero shift reads as about 1.4e-6 in 2-d

@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from catride_core.retrieval.metrics import nmi, rank_metrics, recall_at_1, retrieval_metrics
+from catride_core.retrieval.metrics import (
+    nmi,
+    rank_metrics,
+    recall_at_1,
+    retrieval_metrics,
+)
 
 RECALL_AT = (1, 2, 4, 8)
 

@@ -93,10 +93,21 @@ class PrepareParams(Section):
     """Which data, and how it is split into train and test."""
 
     dataset: DatasetName = "mnist5k"
-    root: str | None = Field(None, description="folder holding the user's copy of the dataset")
+    root: str = Field(
+        "data/raw", min_length=1,
+        description="folder holding the user's copy of the dataset (absolute or relative to params.yaml)",
+    )
     split: Literal["stratified", "class_disjoint"] = "stratified"
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     max_per_class: int | None = Field(None, ge=2, description="keep a seeded subsample of at most this many items per class")
+
+    @field_validator("root")
+    @classmethod
+    def _no_tilde(cls, root: str) -> str:
+        # DVC tracks this folder as prepare's dependency and, unlike a shell, does not expand "~"
+        if root.startswith("~"):
+            raise ValueError(f"write the folder without '~' (DVC does not expand it), e.g. {Path(root).expanduser()}")
+        return root
 
     @model_validator(mode="after")
     def _folder_is_class_disjoint(self) -> PrepareParams:
@@ -257,7 +268,8 @@ def parse_params(data: Any, source: str = "params.yaml") -> Params:
         return Params.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
+        # a key is printed escaped, so that a newline in it cannot break the one-line message
+        key = ".".join(str(part).encode("unicode_escape").decode() for part in first["loc"])
         raise ParamsError(f"{source}: {key}: {_describe(first)}") from None
 
 
@@ -295,11 +307,9 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return base
 
 
-def dataset_root(root: str | None, params_path: str | Path) -> str | None:
-    """``prepare.root`` as an absolute path: ``~`` expanded, a relative path taken from the params file's folder."""
-    if root is None:
-        return None
-    path = Path(root).expanduser()
+def dataset_root(root: str, params_path: str | Path) -> str:
+    """``prepare.root`` as an absolute path; a relative one is taken from the params file's folder (as DVC does)."""
+    path = Path(root)
     return str(path if path.is_absolute() else (Path(params_path).resolve().parent / path).resolve())
 
 

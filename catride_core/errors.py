@@ -30,3 +30,7 @@ class ArtifactError(CatrideError):
 
 class AttackCheckError(CatrideError, RuntimeError):
     """An attack's inputs or outputs break the threat model; the results cannot be trusted."""
+
+
+class TrainingError(CatrideError):
+    """Training went non-finite (a loss or a statistic is NaN or inf); the message names epoch and step."""

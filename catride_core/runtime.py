@@ -36,7 +36,7 @@ def seeded_generator(*parts: int) -> torch.Generator:
 def seed_everything(seed: int) -> None:
     """Seed torch's global RNG (model initialisation draws from it) and make CPU kernels deterministic."""
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True)
 
 
 def progress_bar(iterable: Iterable[T] | None = None, *, enabled: bool, **options: Any) -> tqdm:

@@ -10,6 +10,7 @@ sequence.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from catride_core.data.sampler import SPC2Sampler
+from catride_core.errors import TrainingError
 from catride_core.losses import mine_triplets, triplet_loss
 from catride_core.runtime import progress_bar, seeded_generator
 
@@ -68,6 +70,23 @@ def make_loader(dataset: Dataset, sampler: SPC2Sampler, num_workers: int, seed: 
     )
 
 
+def check_finite(out: StepOutput, epoch: int, step: int) -> None:
+    """Stop where training goes non-finite, before the optimiser step spreads it into the weights.
+
+    Raises:
+        TrainingError: naming the epoch (1-based, as the log counts), the global
+            step and every quantity that is NaN or inf.
+    """
+    values = {"loss": float(out.loss.detach()), **out.stats}
+    bad = {key: value for key, value in values.items() if not math.isfinite(value)}
+    if bad:
+        shown = ", ".join(f"{key} = {value}" for key, value in bad.items())
+        raise TrainingError(
+            f"training went non-finite at epoch {epoch + 1}, global step {step}: {shown}; "
+            "nothing was written (a smaller learning rate or step size may help)"
+        )
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -92,6 +111,7 @@ def train_epoch(
         model.train()
         ctx = StepContext(epoch, epochs, step, seeded_generator(seed, step, 2), margin, miner)
         out = step_fn(model, images.to(device), labels.to(device), ctx)
+        check_finite(out, epoch, step)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()

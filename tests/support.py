@@ -6,11 +6,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from pydantic import BaseModel
 
 from catride_core import config
@@ -107,3 +110,55 @@ def recording_params_reads() -> Iterator[set[str]]:
         patch.setattr(config, "parse_params", parse_params)
         patch.setattr(config.Section, "__getattribute__", getattribute)
         yield reads
+
+
+# --- tiny stage runs (the fault-injection tests) ---------------------------------------------------
+
+#: params of a tiny run: 120 digits, 1 epoch, one model and one attack
+TINY = {
+    "prepare": {"max_per_class": 12},
+    "pretrain": {"epochs": 1, "pairs_per_batch": 8, "embedding_dim": 8},
+    "evaluate": {"recall_at": [1]},
+    "finetune": {"epochs": 1, "pairs_per_batch": 8, "steps": 1},
+    "attack": {"names": ["es"], "steps": 1, "max_queries": 4, "batch_size": 4, "save_images": 0},
+    "models": ["pretrained"],
+}
+
+
+def run(command, *args):
+    """A stage command in-process, as the CLI runs it (errors become one line and an exit code)."""
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def write_params(folder, overrides=None, base=TINY):
+    """``base`` with ``overrides`` laid over it section by section, written to ``folder/params.yaml``."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section].update(values)
+        else:
+            data[section] = values
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# --- a real dvc in a copy of the project -----------------------------------------------------------
+
+#: what a copy of the project leaves out: environments, DVC state and every stage's outputs
+OUTPUTS = {ROOT: {".venv", ".git", ".dvc", "models", "logs", "metrics", "attacks", "reports", "dvc.lock"},
+           ROOT / "data": {"prepared"}}
+
+
+def ignore_outputs(folder, names):
+    """``shutil.copytree`` ignore function: a copy of the project without its outputs."""
+    return [n for n in names if n in OUTPUTS.get(Path(folder), set()) or n == "__pycache__"]
+
+
+def dvc(workdir, *args, check=True):
+    """Run the venv's dvc in ``workdir`` (HOME there too, so no user config leaks in)."""
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run([str(bin_dir / "dvc"), *args], cwd=workdir, capture_output=True, text=True,
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(workdir)})
+    assert not check or result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result

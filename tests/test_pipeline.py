@@ -6,18 +6,16 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from support import ROOT, dvc, ignore_outputs
 
 from catride_core.commands.evaluate import evaluate
 from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # tiny budgets: two models (the pretrained one and CA-TRIDE) and one attack (ES), 8 queries with 2 steps;
 # every stage kind still runs, and the full fan-out is checked without running it (tests/test_contract.py)
@@ -50,14 +48,6 @@ def test_same_params_give_byte_identical_metrics(tmp_path):
     assert outputs[0] == outputs[1]
 
 
-def dvc(workdir, *args):
-    bin_dir = Path(sys.executable).parent
-    result = subprocess.run([str(bin_dir / "dvc"), *args], cwd=workdir, capture_output=True, text=True,
-                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(workdir)})
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 def changed_stages(work):
     """The stages `dvc status` reports as changed (their deps, params or outs differ from dvc.lock)."""
     status = json.loads(dvc(work, "status", "--json").stdout or "{}")
@@ -78,9 +68,7 @@ def edit(path: Path, old: str, new: str) -> None:
 def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     """A real `dvc repro` in a copy of the project, on 20 digits a class and tiny budgets."""
     work = tmp_path / "project"
-    outputs = {".venv", ".git", ".dvc", "data", "models", "logs", "metrics", "attacks", "reports", "dvc.lock"}
-    shutil.copytree(ROOT, work, ignore=lambda folder, names: (
-        [n for n in names if n in outputs] if Path(folder) == ROOT else [n for n in names if n == "__pycache__"]))
+    shutil.copytree(ROOT, work, ignore=ignore_outputs)
     params = yaml.safe_load((work / "params.yaml").read_text())
     for section, overrides in TINY_OVERRIDES.items():
         if isinstance(overrides, dict):

@@ -36,6 +36,12 @@ def save_checkpoint(
         "params": dict(params),
         "state": dict(state),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        # what float results depend on beyond the params: the same weights need the same of each
+        "runtime": {
+            "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        },
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -65,6 +65,24 @@ def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
             tmp.unlink()
 
 
+def ensure_writable(*targets: str | Path) -> None:
+    """Fail now, before any work, if an output cannot be written where it is asked for.
+
+    Creates each target's folder and writes (then removes) a probe file in it.
+
+    Raises:
+        ArtifactError: naming the target whose folder cannot be created (a
+            path under a file) or written to (read-only).
+    """
+    for target in map(Path, targets):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=target.parent):
+                pass
+        except OSError as exc:
+            raise ArtifactError(f"{target}: cannot be written ({exc.strerror or exc}); nothing was computed") from None
+
+
 def rounded(values: Mapping[str, float]) -> dict[str, float]:
     """Scores rounded to ``SCORE_DECIMALS``, so equal results give byte-identical JSON."""
     return {key: round(float(value), SCORE_DECIMALS) for key, value in values.items()}

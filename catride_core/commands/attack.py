@@ -10,6 +10,7 @@ import pandas as pd
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import (
     atomic_path,
+    ensure_writable,
     rounded,
     save_tensor,
     write_csv,
@@ -48,6 +49,7 @@ def per_query_table(result: AttackResult) -> pd.DataFrame:
 def attack(params_path: str, data_dir: str, checkpoint: str, out_dir: str, progress: bool) -> None:
     """Run every attack of attack.names (docs/method.md section 5) on the test images of a model."""
     params, device = start(params_path)
+    ensure_writable(out_dir)
     cfg = params.attack
     data = load_prepared(data_dir)
     model, _ = load_checkpoint(checkpoint, device, data.meta)

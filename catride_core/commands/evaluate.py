@@ -6,10 +6,11 @@ import click
 import torch
 
 from catride_core.artifacts.checkpoints import load_checkpoint
-from catride_core.artifacts.files import rounded, write_json
+from catride_core.artifacts.files import ensure_writable, rounded, write_json
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, stage, start
 from catride_core.data.prepared import build_dataset
+from catride_core.errors import ParamsError
 from catride_core.models.embedding import embed
 from catride_core.retrieval.evaluation import benign_metrics
 
@@ -22,10 +23,15 @@ from catride_core.retrieval.evaluation import benign_metrics
 def evaluate(params_path: str, data_dir: str, checkpoint: str, metrics_path: str) -> None:
     """Benign retrieval metrics of a model on the test split: R@K, mAP, mAP@R, NMI (in %), collapse diagnostics."""
     params, device = start(params_path)
+    ensure_writable(metrics_path)
     cfg = params.evaluate
     data = load_prepared(data_dir)
     model, _ = load_checkpoint(checkpoint, device, data.meta)
     test_set = build_dataset(data, "test", train=False)
+    too_deep = [k for k in cfg.recall_at if k > len(test_set) - 1]
+    if too_deep:
+        raise ParamsError(f"{params_path}: evaluate.recall_at: R@{too_deep[0]} asked of a gallery of "
+                          f"{len(test_set) - 1} items (the test split without the query)")
     embeddings = embed(model, test_set, cfg.batch_size, device)
     metrics = rounded(benign_metrics(embeddings, torch.as_tensor(test_set.labels), cfg.recall_at, cfg.block_size,
                                      cfg.diagnostic_inverse_temperature, params.base.seed))

@@ -9,7 +9,7 @@ import torch
 
 from catride_core import names
 from catride_core.artifacts.checkpoints import load_checkpoint, save_checkpoint
-from catride_core.artifacts.files import rounded, write_csv
+from catride_core.artifacts.files import ensure_writable, rounded, write_csv
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.common import (
     CHECKPOINT_OUT_OPTION,
@@ -40,6 +40,7 @@ def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, 
              progress: bool) -> None:
     """Fine-tune the pretrained model into one compared model (a defense, or `pretrained` as it is)."""
     params, device = start(params_path)
+    ensure_writable(checkpoint, log_path)
     cfg, evaluation = params.finetune, params.evaluate
     data = load_prepared(data_dir)
     model, begin = load_checkpoint(start_path, device, data.meta)

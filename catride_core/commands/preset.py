@@ -20,7 +20,7 @@ from catride_core.config import (
 @stage
 @PARAMS_OPTION
 @click.argument("preset")
-@click.option("--root", help="where your copy of the dataset lives (sets prepare.root)")
+@click.option("--root", help="where your copy of the dataset lives (sets prepare.root, made absolute)")
 def preset(params_path: str, preset: str, root: str | None) -> None:
     """Switch params.yaml to a published setting: PRESET is a name in presets/ (cub, cars, sop,
     mnist, fashion) or a YAML file of overrides. Keys it does not name keep their values; the
@@ -32,7 +32,7 @@ def preset(params_path: str, preset: str, root: str | None) -> None:
         raise ParamsError(f"{preset}: no such preset file or name; presets in {folder}: {available}")
     overrides = read_params_document(preset_path)
     if root is not None:
-        overrides.setdefault("prepare", {})["root"] = root
+        overrides.setdefault("prepare", {})["root"] = str(Path(root).expanduser().resolve())
     parse_params(overrides, source=str(preset_path))
     merged = merge_overrides(read_params_document(params_path), overrides)
     parse_params(merged, source=f"{params_path} with {preset_path.name}")

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from catride_core.artifacts.checkpoints import save_checkpoint
-from catride_core.artifacts.files import rounded, write_csv
+from catride_core.artifacts.files import ensure_writable, rounded, write_csv
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.common import (
     CHECKPOINT_OUT_OPTION,
@@ -35,6 +35,7 @@ from catride_core.training import benign_step, fit
 def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, progress: bool) -> None:
     """Benign triplet training of the embedding model (docs/method.md section 3)."""
     params, device = start(params_path)
+    ensure_writable(checkpoint, log_path)
     cfg, evaluation = params.pretrain, params.evaluate
     data = load_prepared(data_dir)
     train_set, test_set = build_dataset(data, "train", train=True), build_dataset(data, "test", train=False)

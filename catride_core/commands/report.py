@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from catride_core import reporting
-from catride_core.artifacts.files import read_json, save_figure, write_csv, write_text
+from catride_core.artifacts.files import (
+    ensure_writable,
+    read_json,
+    save_figure,
+    write_csv,
+    write_text,
+)
 from catride_core.commands.common import PARAMS_OPTION, stage
 from catride_core.config import load_params
 
@@ -21,6 +27,7 @@ from catride_core.config import load_params
 def report(params_path: str, metrics_dir: str, table_path: str, markdown_path: str, figure_path: str) -> None:
     """The comparison of every model: a CSV table, a markdown report and a PNG chart."""
     params = load_params(params_path)
+    ensure_writable(table_path, markdown_path, figure_path)
     folder = Path(metrics_dir)
     benign = {m: read_json(folder / "benign" / f"{m}.json") for m in params.models}
     robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in params.models}

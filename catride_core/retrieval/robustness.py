@@ -8,15 +8,43 @@ that ARS takes lives in ``retrieval.collapse``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import Any
 
-from catride_core.names import SCORES
+from catride_core.names import ATTACK_SCORES, SCORES
 
 
 def _require(values: Mapping[str, float], what: str) -> None:
     missing = [name for name in SCORES if name not in values]
     if missing:
         raise KeyError(f"{what} lacks the scores {missing}")
+    infinite = [name for name in SCORES if not math.isfinite(values[name])]
+    if infinite:
+        # min(1, nan) is 1: a NaN would otherwise count as fully robust
+        raise ValueError(f"{what}: the scores {infinite} are not finite")
+
+
+def attack_result_problem(name: str, result: Mapping[str, Any]) -> str | None:
+    """What is wrong with an attack's saved result, or None: it must be ``name``'s, holding exactly its scores, finite.
+
+    Args:
+        name: the attack the file should hold (``es``).
+        result: the file's content: ``attack``, ``clean`` and ``adversarial`` (display score -> value).
+    """
+    if result.get("attack") != name:
+        return f"holds attack {result.get('attack')!r}, expected {name!r}"
+    expected = set(ATTACK_SCORES[name])
+    for side in ("clean", "adversarial"):
+        values = result.get(side)
+        if not isinstance(values, Mapping):
+            return f"has no {side!r} scores"
+        if set(values) != expected:
+            return f"{side!r} holds the scores {sorted(values)}, {name} reports {sorted(expected)}"
+        bad = [score for score, value in values.items() if not isinstance(value, (int, float)) or not math.isfinite(value)]
+        if bad:
+            return f"{side!r} scores {bad} are not finite numbers"
+    return None
 
 
 def ers(values: Mapping[str, float]) -> float:

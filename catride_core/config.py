@@ -87,6 +87,10 @@ class BaseParams(Section):
 
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of every random choice (splits, sampling, init, targets)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="training's forward passes: float32 or bfloat16 autocast")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="save a resumable training state every this many steps (null: at each epoch end)"
+    )
 
 
 class PrepareParams(Section):

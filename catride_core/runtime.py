@@ -17,9 +17,12 @@ T = TypeVar("T")
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ParamsError("base.device: 'cuda' asked for, but no CUDA device is available; use auto or cpu")
+    if name == "cuda":
+        # every batch of a stage has one shape: let cuDNN pick its fastest (deterministic) kernels once
+        torch.backends.cudnn.benchmark = True
     return torch.device(name)
 
 

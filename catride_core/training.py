@@ -10,9 +10,11 @@ sequence.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from catride_core.data.sampler import SPC2Sampler
 from catride_core.errors import TrainingError
 from catride_core.losses import mine_triplets, triplet_loss
-from catride_core.runtime import progress_bar, seeded_generator
+from catride_core.runtime import derive_seed, progress_bar, seeded_generator
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ def benign_step(model: nn.Module, images: Tensor, labels: Tensor, ctx: StepConte
     return StepOutput(triplet_loss(embeddings[a], embeddings[p], embeddings[n], ctx.margin))
 
 
-def make_loader(dataset: Dataset, sampler: SPC2Sampler, num_workers: int, seed: int, epoch: int) -> DataLoader:
+def make_loader(
+    dataset: Dataset, sampler: SPC2Sampler, num_workers: int, seed: int, epoch: int, pin_memory: bool = False
+) -> DataLoader:
     """The epoch's SPC-2 DataLoader; worker RNGs (random crops, flips) are seeded per epoch."""
     sampler.set_epoch(epoch)
     return DataLoader(
@@ -67,6 +71,7 @@ def make_loader(dataset: Dataset, sampler: SPC2Sampler, num_workers: int, seed: 
         num_workers=num_workers,
         generator=seeded_generator(seed, epoch, 1),
         persistent_workers=False,
+        pin_memory=pin_memory,
     )
 
 
@@ -87,6 +92,38 @@ def check_finite(out: StepOutput, epoch: int, step: int) -> None:
         )
 
 
+@dataclass
+class Progress:
+    """Where a training run stands: exactly what it needs, besides the weights, optimiser and defense, to go on.
+
+    Attributes:
+        epoch: the epoch in progress (0-based); ``epochs`` once training is done.
+        batch: how many batches of that epoch are trained on.
+        step: the global step index (the next step's).
+        totals: running sums of that epoch's step statistics.
+        rows: the log rows of the completed epochs.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    totals: dict[str, float] = field(default_factory=dict)
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "totals": dict(self.totals),
+                "rows": [dict(row) for row in self.rows]}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Progress:
+        return cls(int(state["epoch"]), int(state["batch"]), int(state["step"]), dict(state["totals"]),
+                   [dict(row) for row in state["rows"]])
+
+
+#: ``base.precision`` -> the autocast dtype of training's forward passes (None: float32 throughout)
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -95,32 +132,43 @@ def train_epoch(
     *,
     epoch: int,
     epochs: int,
-    start_step: int,
+    progress: Progress,
     seed: int,
     margin: float,
     miner: str,
     device: torch.device,
-    progress: bool = False,
-) -> tuple[dict[str, float], int]:
-    """Run one epoch; return the epoch's mean statistics and the next global step index."""
-    step = start_step
-    totals: dict[str, float] = {}
-    batches = 0
-    bar = progress_bar(loader, enabled=progress, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
-    for images, labels in bar:
+    precision: str = "fp32",
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[Progress], None] | None = None,
+    show_progress: bool = False,
+) -> None:
+    """Train on the epoch's batches from ``progress.batch`` on, updating ``progress`` in place.
+
+    Batches before ``progress.batch`` (a resumed epoch) are loaded but not
+    trained on: loading them again keeps every later batch's random crops and
+    flips what they were in the uninterrupted run. Every ``checkpoint_every``
+    global steps ``on_checkpoint(progress)`` is called.
+    """
+    dtype = AUTOCAST_DTYPES[precision]
+    bar = progress_bar(loader, enabled=show_progress, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+    for index, (images, labels) in enumerate(bar):
+        if index < progress.batch:
+            continue
         model.train()
-        ctx = StepContext(epoch, epochs, step, seeded_generator(seed, step, 2), margin, miner)
-        out = step_fn(model, images.to(device), labels.to(device), ctx)
-        check_finite(out, epoch, step)
+        ctx = StepContext(epoch, epochs, progress.step, seeded_generator(seed, progress.step, 2), margin, miner)
+        with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            out = step_fn(model, images.to(device, non_blocking=True), labels.to(device, non_blocking=True), ctx)
+        check_finite(out, epoch, progress.step)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
         for key, value in {"loss": float(out.loss.detach()), **out.stats}.items():
-            totals[key] = totals.get(key, 0.0) + value
-        batches += 1
-        step += 1
-        bar.set_postfix(loss=f"{totals['loss'] / batches:.4f}")
-    return {key: value / max(batches, 1) for key, value in totals.items()}, step
+            progress.totals[key] = progress.totals.get(key, 0.0) + value
+        progress.batch += 1
+        progress.step += 1
+        bar.set_postfix(loss=f"{progress.totals['loss'] / progress.batch:.4f}")
+        if on_checkpoint is not None and checkpoint_every and progress.step % checkpoint_every == 0:
+            on_checkpoint(progress)
 
 
 def fit(
@@ -139,20 +187,46 @@ def fit(
     device: torch.device,
     num_workers: int = 0,
     progress: bool = False,
+    precision: str = "fp32",
+    resume: Progress | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[Progress], None] | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, int]]:
     """Train for ``epochs`` SPC-2 epochs; after each, log the step statistics and ``epoch_metrics(model)``.
+
+    Everything random is a function of the seed and of where training stands
+    (epoch, global step), never of how it got there: the sampler and the
+    DataLoader's workers are seeded per epoch, torch's global RNG (augmentation
+    in the main process) is reseeded at each epoch's start, and each step draws
+    from a generator seeded by its global step. So a run resumed from a
+    ``Progress`` (with the weights, optimiser and defense state saved with it)
+    ends exactly as the uninterrupted run does.
+
+    Args:
+        precision: ``fp32``, or ``bf16`` for bfloat16 autocast of every forward
+            pass of a training step (the inner PGD's too); weights, gradients and
+            the optimiser stay float32.
+        resume: where a previous run of the same training stopped (None: the start).
+        checkpoint_every: call ``on_checkpoint`` every this many global steps,
+            besides at each epoch's end (None: at each epoch's end only).
+        on_checkpoint: receives the ``Progress`` whenever a resumable state should be saved.
 
     Returns:
         one log row per epoch, and the final training state (epoch, step).
     """
     sampler = SPC2Sampler(train_labels.numpy(), pairs_per_batch, seed)
-    rows: list[dict[str, float]] = []
-    step = 0
-    for epoch in progress_bar(range(epochs), enabled=progress, desc="training"):
-        loader = make_loader(train_set, sampler, num_workers, seed, epoch)
-        stats, step = train_epoch(
-            model, optimizer, loader, step_fn, epoch=epoch, epochs=epochs, start_step=step, seed=seed,
-            margin=margin, miner=miner, device=device, progress=progress,
+    state = resume if resume is not None else Progress()
+    for epoch in progress_bar(range(state.epoch, epochs), enabled=progress, desc="training"):
+        torch.manual_seed(derive_seed(seed, epoch, 3))
+        loader = make_loader(train_set, sampler, num_workers, seed, epoch, pin_memory=device.type == "cuda")
+        train_epoch(
+            model, optimizer, loader, step_fn, epoch=epoch, epochs=epochs, progress=state, seed=seed, margin=margin,
+            miner=miner, device=device, precision=precision, checkpoint_every=checkpoint_every,
+            on_checkpoint=on_checkpoint, show_progress=progress,
         )
-        rows.append({"epoch": epoch + 1, "step": step, **stats, **epoch_metrics(model)})
-    return rows, {"epoch": epochs, "step": step}
+        means = {key: value / max(state.batch, 1) for key, value in state.totals.items()}
+        state.rows.append({"epoch": epoch + 1, "step": state.step, **means, **epoch_metrics(model)})
+        state.epoch, state.batch, state.totals = epoch + 1, 0, {}
+        if on_checkpoint is not None:
+            on_checkpoint(state)
+    return state.rows, {"epoch": epochs, "step": state.step}

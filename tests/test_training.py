@@ -11,6 +11,7 @@ from catride_core.data.sampler import SPC2Sampler
 from catride_core.models import Embedder
 from catride_core.models.embedding import embed
 from catride_core.training import (
+    Progress,
     StepContext,
     StepOutput,
     benign_step,
@@ -87,13 +88,12 @@ def test_train_epoch_starts_at_the_given_step_and_averages_the_statistics():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     loader = make_loader(train_set, SPC2Sampler(labels.numpy(), PAIRS_PER_BATCH, 0), 0, 0, epoch=1)
     recorder = Recorder()
-    stats, next_step = train_epoch(
-        model, optimizer, loader, recorder, epoch=1, epochs=2, start_step=5, seed=0, margin=0.2,
-        miner="random", device=CPU,
-    )
-    assert next_step == 5 + STEPS_PER_EPOCH
+    progress = Progress(epoch=1, step=5)
+    train_epoch(model, optimizer, loader, recorder, epoch=1, epochs=2, progress=progress, seed=0, margin=0.2,
+                miner="random", device=CPU)
+    assert progress.step == 5 + STEPS_PER_EPOCH and progress.batch == STEPS_PER_EPOCH
     assert [ctx.step for ctx in recorder.contexts] == list(range(5, 5 + STEPS_PER_EPOCH))
-    assert stats["seen_step"] == pytest.approx(8.5)  # mean of steps 5..12
+    assert progress.totals["seen_step"] / progress.batch == pytest.approx(8.5)  # mean of steps 5..12
 
 
 def test_each_step_draws_from_its_own_generator():

@@ -102,3 +102,4 @@ def load_checkpoint(
         if mismatch:
             raise ArtifactError(f"{path}: {mismatch}")
     return model.to(device).eval(), payload
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from catride_core.artifacts.files import atomic_path, read_json
+from catride_core.artifacts.files import atomic_path, file_digest, read_json
 from catride_core.data.prepared import PreparedData
 from catride_core.errors import ArtifactError
 
@@ -20,15 +19,6 @@ if TYPE_CHECKING:  # only ``prepare`` builds a SourceData; readers need not impo
 FORMAT_VERSION = 1
 #: the manifest's columns: every dataset has the first three, image-file datasets also ``path``
 MANIFEST_COLUMNS = ("index", "label", "split")
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_prepared(

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from catride_core.distances import pairwise_distances
+from catride_core.errors import DataError
 from catride_core.retrieval.knn import nearest_neighbors
 
 
@@ -81,7 +82,7 @@ def top_fraction_targets(
     """
     pool = top_fraction_size(gallery.shape[0])
     if count > pool:
-        raise ValueError(f"{count} targets asked from a top-1% of {pool} items (gallery of {gallery.shape[0]})")
+        raise DataError(f"{count} targets asked from a top-1% of {pool} items (gallery of {gallery.shape[0]})")
     _, nearest = nearest_neighbors(gallery[queries], gallery, pool, exclude=queries, block_size=block_size)
     picks = sample_distinct(len(queries), pool, count, generator).to(nearest.device)
     return nearest.gather(1, picks)
@@ -121,7 +122,7 @@ def nearest_other_label_targets(gallery: Tensor, labels: Tensor, queries: Tensor
         distances = pairwise_distances(gallery64[block], gallery64)
         same = labels[block][:, None] == labels[None, :]
         if bool(same.all(1).any()):
-            raise ValueError("an attacked item has no gallery item of another label")
+            raise DataError("an attacked item has no gallery item of another label")
         found.append(distances.masked_fill(same, torch.inf).argmin(1))
     if not found:
         return torch.zeros(0, 1, dtype=torch.long, device=gallery.device)

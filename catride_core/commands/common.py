@@ -6,12 +6,13 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 import torch
 
-from catride_core.config import Params, load_params
+from catride_core.config import Params, load_params, resolved
 from catride_core.errors import CatrideError
 from catride_core.runtime import resolve_device, seed_everything
 
@@ -27,6 +28,11 @@ CHECKPOINT_OUT_OPTION = click.option(
 )
 LOG_OPTION = click.option(
     "--log", "log_path", type=click.Path(dir_okay=False), required=True, help="per-epoch training log (CSV, a DVC plot)"
+)
+STATE_OPTION = click.option(
+    "--state", "state_path", type=click.Path(dir_okay=False), default=None,
+    help="resumable training state (kept outside the stage's outputs, removed when training ends); "
+         "default: .resume/<checkpoint name> in the checkpoint's folder",
 )
 PROGRESS_OPTION = click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars")
 
@@ -89,6 +95,31 @@ class StageCommand(click.Command):
 def stage(function: Callable[..., Any]) -> click.Command:
     """Decorator: a pipeline stage command (the project's errors reported as one line)."""
     return click.command(cls=StageCommand)(function)
+
+
+def state_file(state_path: str | None, checkpoint: str) -> Path:
+    """Where a training command keeps its resumable state: ``--state``, or ``.resume/<name>`` beside the checkpoint.
+
+    Not beside it as a dotted sibling: writing the checkpoint clears stale
+    temporaries ``.<name>.*``, and the state must outlive a failed final write.
+    """
+    if state_path is not None:
+        return Path(state_path)
+    return Path(checkpoint).parent / ".resume" / Path(checkpoint).name
+
+
+def identity_params(params: Params, *sections: str) -> dict[str, Any]:
+    """The params a training state must match to be resumed: ``sections`` resolved, less what cannot change results."""
+    chosen = resolved(params, *sections)
+    if "base" in chosen:
+        chosen["base"] = {k: v for k, v in chosen["base"].items() if k != "checkpoint_every"}
+    return chosen
+
+
+def announce_resume(state: Any, progress: Any) -> None:
+    """One line when a training command continues an interrupted run."""
+    if progress is not None:
+        click.echo(f"resuming from {state.path}: epoch {progress.epoch + 1}, global step {progress.step}", err=True)
 
 
 def start(params_path: str) -> tuple[Params, torch.device]:

@@ -9,16 +9,26 @@ import torch
 
 from catride_core import names
 from catride_core.artifacts.checkpoints import load_checkpoint, save_checkpoint
-from catride_core.artifacts.files import ensure_writable, rounded, write_csv
+from catride_core.artifacts.files import (
+    ensure_writable,
+    file_digest,
+    rounded,
+    write_csv,
+)
 from catride_core.artifacts.prepared import load_prepared
+from catride_core.artifacts.training_state import TrainingState
 from catride_core.commands.common import (
     CHECKPOINT_OUT_OPTION,
     DATA_OPTION,
     LOG_OPTION,
     PARAMS_OPTION,
     PROGRESS_OPTION,
+    STATE_OPTION,
+    announce_resume,
+    identity_params,
     stage,
     start,
+    state_file,
 )
 from catride_core.config import resolved_finetune
 from catride_core.data.prepared import build_dataset
@@ -35,9 +45,10 @@ from catride_core.training import fit
               help="which model: a defense (docs/method.md section 4), or `pretrained` for zero fine-tuning epochs")
 @CHECKPOINT_OUT_OPTION
 @LOG_OPTION
+@STATE_OPTION
 @PROGRESS_OPTION
 def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, checkpoint: str, log_path: str,
-             progress: bool) -> None:
+             state_path: str | None, progress: bool) -> None:
     """Fine-tune the pretrained model into one compared model (a defense, or `pretrained` as it is)."""
     params, device = start(params_path)
     ensure_writable(checkpoint, log_path)
@@ -61,11 +72,19 @@ def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, 
         return
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step_fn = build_defense(model_name, cfg, evaluation.diagnostic_inverse_temperature)
+    training_state = TrainingState(state_file(state_path, checkpoint), {
+        "stage": "finetune", "params": {**resolved, **identity_params(params, "base", "evaluate")},
+        "start": file_digest(start_path), "data": data.meta["files"],
+    })
+    resuming = training_state.resume(model, optimizer, step_fn)
+    announce_resume(training_state, resuming["resume"])
     log, state = fit(
         model, optimizer, train_set, torch.as_tensor(data.labels("train")), step_fn, metrics,
         epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
         miner=training_miner(model_name, cfg), device=device, num_workers=num_workers, progress=progress,
+        precision=params.base.precision, checkpoint_every=params.base.checkpoint_every, **resuming,
     )
     save_checkpoint(checkpoint, model, resolved, {**state, "defense_state": step_fn.state_dict()}, optimizer)
     write_csv(log_path, pd.DataFrame(log))
+    training_state.remove()
     click.echo(f"{model_name}: final test R@1 {log[-1]['R@1']:.2f}%, collapseness {log[-1]['collapseness']:.3f} -> {checkpoint}")

@@ -9,14 +9,19 @@ import torch
 from catride_core.artifacts.checkpoints import save_checkpoint
 from catride_core.artifacts.files import ensure_writable, rounded, write_csv
 from catride_core.artifacts.prepared import load_prepared
+from catride_core.artifacts.training_state import TrainingState
 from catride_core.commands.common import (
     CHECKPOINT_OUT_OPTION,
     DATA_OPTION,
     LOG_OPTION,
     PARAMS_OPTION,
     PROGRESS_OPTION,
+    STATE_OPTION,
+    announce_resume,
+    identity_params,
     stage,
     start,
+    state_file,
 )
 from catride_core.config import resolved
 from catride_core.data.prepared import build_dataset
@@ -31,8 +36,10 @@ from catride_core.training import benign_step, fit
 @DATA_OPTION
 @CHECKPOINT_OUT_OPTION
 @LOG_OPTION
+@STATE_OPTION
 @PROGRESS_OPTION
-def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, progress: bool) -> None:
+def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, state_path: str | None,
+             progress: bool) -> None:
     """Benign triplet training of the embedding model (docs/method.md section 3)."""
     params, device = start(params_path)
     ensure_writable(checkpoint, log_path)
@@ -44,13 +51,21 @@ def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, pr
     if mismatch:
         raise ParamsError(f"{params_path}: pretrain.arch {cfg.arch!r} does not fit prepare.dataset {data.meta['dataset']!r}: {mismatch}")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    training_state = TrainingState(state_file(state_path, checkpoint), {
+        "stage": "pretrain", "params": identity_params(params, "base", "prepare", "pretrain", "evaluate"),
+        "data": data.meta["files"],
+    })
+    resuming = training_state.resume(model, optimizer, None)
+    announce_resume(training_state, resuming["resume"])
     log, state = fit(
         model, optimizer, train_set, torch.as_tensor(data.labels("train")), benign_step,
         lambda m: rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
                                         evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers)),
         epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
         miner=cfg.miner, device=device, num_workers=cfg.num_workers, progress=progress,
+        precision=params.base.precision, checkpoint_every=params.base.checkpoint_every, **resuming,
     )
     save_checkpoint(checkpoint, model, resolved(params, "base", "prepare", "pretrain"), state, optimizer)
     write_csv(log_path, pd.DataFrame(log))
+    training_state.remove()
     click.echo(f"pretrained {cfg.arch}: final test R@1 {log[-1]['R@1']:.2f}% -> {checkpoint}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from catride_core.errors import DataError
+
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
     """Same classes on both sides; each class keeps ``test_fraction`` of its items for test.
@@ -31,7 +33,7 @@ def class_disjoint_split(labels: np.ndarray, test_fraction: float, seed: int) ->
     """
     classes = np.unique(labels)
     if len(classes) < 2:
-        raise ValueError("a class-disjoint split needs at least 2 classes")
+        raise DataError("a class-disjoint split needs at least 2 classes")
     n_test = min(max(1, int(round(test_fraction * len(classes)))), len(classes) - 1)
     test_classes = np.random.default_rng(seed).permutation(classes)[:n_test]
     return np.isin(labels, test_classes)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from catride_core.distances import pairwise_distances
+from catride_core.errors import DataError
 
 
 def gradual_margin(margin: float, epoch: int, epochs: int) -> float:
@@ -48,7 +49,7 @@ def mine_triplets(
     positives = anchors + 1
     is_negative = labels[anchors][:, None] != labels[None, :]
     if not bool(is_negative.any(1).all()):
-        raise ValueError("a batch holds an anchor with no other-label item to use as negative")
+        raise DataError("a batch holds an anchor with no other-label item to use as negative (a dataset of one class?)")
     scores = torch.rand(is_negative.shape, generator=generator).to(embeddings.device)
     candidates = is_negative
     if miner in ("semihard", "gradual_semihard"):

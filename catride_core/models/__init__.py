@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from catride_core import names
+from catride_core.errors import ParamsError
 from catride_core.models.c2f2 import C2F2
 from catride_core.models.resnet import ResNetEmbedding
 
@@ -38,7 +39,7 @@ class Embedder(nn.Module):
 
 def _c2f2(embedding_dim: int, weights: str | None) -> Embedder:
     if weights is not None:
-        raise ValueError("pretrain.weights: c2f2 has no pretrained weights; use null")
+        raise ParamsError("pretrain.weights: c2f2 has no pretrained weights; use null")
     return Embedder(C2F2(embedding_dim), "c2f2", embedding_dim, image_size=28, channels=1)
 
 

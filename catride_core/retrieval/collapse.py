@@ -14,6 +14,7 @@ from torch import Tensor
 
 from catride_core.data.sampler import SPC2Sampler
 from catride_core.distances import paired_distances
+from catride_core.errors import DataError
 from catride_core.losses import mine_triplets
 from catride_core.runtime import seeded_generator
 
@@ -116,5 +117,5 @@ def collapse_diagnostics(
         d_an = paired_distances(batch_embeddings[a], batch_embeddings[n])
         values.append(float(collapseness(d_ap, d_an, diagnostic_inverse_temperature)))
     if not values:
-        raise ValueError("collapse diagnostics need a batch with two classes; every SPC-2 batch held one")
+        raise DataError("collapse diagnostics need a batch with two classes; every SPC-2 batch of the test split held one")
     return {"collapseness": sum(values) / len(values), "spread": embedding_spread(embeddings, seed)}

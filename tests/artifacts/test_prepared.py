@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from catride_core.artifacts.prepared import file_digest, load_prepared, save_prepared
+from catride_core.artifacts.files import file_digest
+from catride_core.artifacts.prepared import load_prepared, save_prepared
 from catride_core.data.source import SourceData
 from catride_core.errors import ArtifactError
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 from support import ROOT, dvc, ignore_outputs, run, write_params
 
@@ -55,7 +56,9 @@ def test_a_signal_stops_a_stage_promptly_leaving_no_file(tiny, tmp_path, signum)
          "--checkpoint", str(out / "m.pt"), "--log", str(out / "log.csv"), "--no-progress"],
         stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(8)  # well into training (interpreter, torch and data are up after a few seconds)
+    deadline = time.time() + 60  # well into training: once the first epoch's state is saved
+    while not (out / ".resume" / "m.pt").exists() and time.time() < deadline and stage.poll() is None:
+        time.sleep(0.1)
     assert stage.poll() is None, stage.stderr.read()
     sent = time.perf_counter()
     stage.send_signal(signum)
@@ -63,7 +66,10 @@ def test_a_signal_stops_a_stage_promptly_leaving_no_file(tiny, tmp_path, signum)
     assert time.perf_counter() - sent < 10
     assert stage.returncode == 130
     assert stderr.strip().splitlines()[-1] == f"interrupted by {signum.name}: stopped, no output written"
-    assert sorted(p.name for p in out.iterdir()) == [".m.pt.left-by-a-killed-run"]
+    # no output and no temporary; what remains is the resumable state of the epochs done, complete
+    assert sorted(p.name for p in out.iterdir()) == [".m.pt.left-by-a-killed-run", ".resume"]
+    assert [p.name for p in (out / ".resume").iterdir()] == ["m.pt"]
+    assert torch.load(out / ".resume" / "m.pt", weights_only=True)["progress"]["epoch"] >= 1
 
 
 def test_a_stale_temporary_of_an_output_is_removed_when_it_is_written(tiny, tmp_path):

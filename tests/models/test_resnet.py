@@ -7,6 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
+from catride_core.errors import ArtifactError
 from catride_core.models import Embedder, build_model
 from catride_core.models.resnet import IMAGENET_MEAN, ResNetEmbedding
 
@@ -102,13 +103,13 @@ def test_mismatched_or_missing_weights_name_the_file(tmp_path):
     state["layer5.weight"] = state.pop("layer4.0.conv1.weight")
     path = tmp_path / "wrong.pth"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=rf"{path}.*resnet18.*missing keys \(1\): layer4\.0\.conv1\.weight"
+    with pytest.raises(ArtifactError, match=rf"{path}.*resnet18.*missing keys \(1\): layer4\.0\.conv1\.weight"
                        r".*unexpected keys \(1\): layer5\.weight.*wrong shapes \(1\): conv1\.weight"):
         build_model("resnet18", 8, weights=str(path))
-    with pytest.raises(ValueError, match=f"{tmp_path / 'absent.pth'}: file does not exist"):
+    with pytest.raises(ArtifactError, match=f"{tmp_path / 'absent.pth'}: file does not exist"):
         build_model("resnet18", 8, weights=str(tmp_path / "absent.pth"))
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=f"{tmp_path / 'text.pth'}: not a readable torch state_dict"):
+    with pytest.raises(ArtifactError, match=f"{tmp_path / 'text.pth'}: not a readable torch state_dict"):
         build_model("resnet18", 8, weights=str(tmp_path / "text.pth"))
 
 

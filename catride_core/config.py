@@ -195,7 +195,10 @@ class TrideParams(Section):
     """TRIDE, the ablation of CA-TRIDE without the collapse-aware bound and brake (docs/method.md section 4.4)."""
 
     miner: MinerName = "gradual_semihard"
-    ramp: bool = Field(True, description="step size alpha * t / T, t = 0-based epoch (first epoch benign)")
+    ramp: Literal["progress", "epoch", "off"] = Field(
+        "progress",
+        description="step size alpha x share of training done (progress), alpha * t / T per epoch (epoch), alpha (off)",
+    )
     extra_term: bool = Field(False, description="authors' undocumented term on every other step")
     extra_weight: float = Field(0.5, ge=0.0)
     extra_margin: float = Field(0.04, ge=0.0)

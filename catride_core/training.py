@@ -36,6 +36,7 @@ class StepContext:
     generator: torch.Generator  # CPU generator for this step's random choices
     margin: float
     miner: str
+    total_steps: int = 0  # global steps of the whole run (0: unknown)
 
 
 @dataclass
@@ -155,7 +156,8 @@ def train_epoch(
         if index < progress.batch:
             continue
         model.train()
-        ctx = StepContext(epoch, epochs, progress.step, seeded_generator(seed, progress.step, 2), margin, miner)
+        ctx = StepContext(epoch, epochs, progress.step, seeded_generator(seed, progress.step, 2), margin, miner,
+                          total_steps=epochs * len(loader))
         with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
             out = step_fn(model, images.to(device, non_blocking=True), labels.to(device, non_blocking=True), ctx)
         check_finite(out, epoch, progress.step)

@@ -36,6 +36,9 @@ from catride_core.retrieval.collapse import soft_max_mean
 from catride_core.training import StepContext, StepOutput
 
 Phase = Literal["cap", "anp"]
+Ramp = Literal["progress", "epoch", "off"]
+#: the step-size ramps of TRIDE and CA-TRIDE (docs/method.md section 4.4)
+RAMPS: tuple[str, ...] = ("progress", "epoch", "off")
 
 
 def decoupling_phase(step: int) -> Phase:
@@ -125,9 +128,11 @@ class TripletDecoupling(AdversarialDefense):
         eps, steps, diagnostic_inverse_temperature: as in ``AdversarialDefense``.
         inverse_temperature: lambda of M_lambda in CA-TRIDE's objectives (10 CUB,
             9.5 CARS, 2 SOP); TRIDE's plain means ignore it.
-        step_size: alpha; with ``ramp`` the step size of epoch t (0-based) of T
-            is alpha * t / T, so the first epoch is benign.
-        ramp: grow the step size linearly over the epochs.
+        step_size: alpha, the largest step size; ``ramp`` grows it to there.
+        ramp: how the step size grows (``RAMPS``): ``progress``, alpha times
+            the share of training done (global step / total steps);
+            ``epoch``, the authors' alpha * t / T with t the 0-based epoch of T
+            (a whole first epoch benign); ``off``, alpha throughout.
         stop_below: stop a batch's PGD once its loss is below this (1e-5). It
             only applies to CA-TRIDE: TRIDE's objectives have no floor at 0
             (ANP's -s_aa is negative from the start), so this rule would stop
@@ -146,7 +151,7 @@ class TripletDecoupling(AdversarialDefense):
         steps: int,
         inverse_temperature: float,
         diagnostic_inverse_temperature: float,
-        ramp: bool,
+        ramp: Ramp,
         stop_below: float | None,
         extra_term: bool,
         extra_weight: float,
@@ -164,9 +169,14 @@ class TripletDecoupling(AdversarialDefense):
         self.extra_weight = extra_weight
         self.extra_margin = extra_margin
 
-    def step_size_at(self, epoch: int, epochs: int) -> float:
-        """alpha * t / T with ``ramp``, else alpha."""
-        return self.step_size * epoch / epochs if self.ramp else self.step_size
+    def step_size_at(self, ctx: StepContext) -> float:
+        """The inner PGD's step size at this step, by ``ramp``; a function of the global step, so resumed
+        and multi-process runs see the same value."""
+        if self.ramp == "progress":
+            return self.step_size * ctx.step / ctx.total_steps if ctx.total_steps else 0.0
+        if self.ramp == "epoch":
+            return self.step_size * ctx.epoch / ctx.epochs
+        return self.step_size
 
     def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
         embeddings = embed(model, images)
@@ -188,7 +198,7 @@ class TripletDecoupling(AdversarialDefense):
 
         return attack_roles(
             model, images, indices, roles, objective,
-            eps=self.eps, step_size=self.step_size_at(ctx.epoch, ctx.epochs), steps=self.steps,
+            eps=self.eps, step_size=self.step_size_at(ctx), steps=self.steps,
             stop_below=self.stop_below,
         )
 

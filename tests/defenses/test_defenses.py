@@ -58,7 +58,7 @@ def context(step: int = 0, epoch: int = 1, epochs: int = 2, miner: str = "semiha
 def config(**overrides) -> FinetuneParams:
     values = {
         "eps": 0.1, "step_size": 0.02, "steps": 6,
-        "tride": TrideParams(ramp=False), "ca_tride": CATrideParams(ramp=False),
+        "tride": TrideParams(ramp="off"), "ca_tride": CATrideParams(ramp="off"),
     } | overrides
     return FinetuneParams(**values)
 
@@ -132,14 +132,32 @@ def test_zero_budget_is_benign_training_on_the_same_triplets(name, step):
 
 
 @pytest.mark.parametrize("name", ["tride", "ca_tride"])
-def test_ramp_makes_the_first_epoch_benign(name):
+def test_the_epoch_ramp_makes_the_first_epoch_benign(name):
     model, (images, labels) = tiny_model(), clustered_batch()
-    defense = build_defense(name, config(tride=TrideParams(ramp=True), ca_tride=CATrideParams(ramp=True)))
-    assert defense.step_size_at(0, 4) == 0.0 and defense.step_size_at(2, 4) == pytest.approx(0.01)
+    defense = build_defense(name, config(tride=TrideParams(ramp="epoch"), ca_tride=CATrideParams(ramp="epoch")))
     first = defense.perturb(model, images, labels, context(0, epoch=0, epochs=2))
     assert first.steps_taken == 0 and torch.equal(first.images.positives, first.clean.positives)
     later = defense.perturb(model, images, labels, context(0, epoch=1, epochs=2))
     assert later.steps_taken > 0 and not torch.equal(later.images.positives, later.clean.positives)
+
+
+@pytest.mark.parametrize("name", ["tride", "ca_tride"])
+def test_ramps_are_functions_of_the_global_step(name):
+    # 4 epochs of 5 steps, alpha = 0.02 (config's step_size): every step of every epoch
+    ramps = {ramp: build_defense(name, config(tride=TrideParams(ramp=ramp), ca_tride=CATrideParams(ramp=ramp)))
+             for ramp in ("progress", "epoch", "off")}
+    alpha, epochs, per_epoch = ramps["off"].step_size, 4, 5
+    for step in range(epochs * per_epoch):
+        epoch = step // per_epoch
+        ctx = StepContext(epoch, epochs, step, torch.Generator(), 0.2, "random", total_steps=epochs * per_epoch)
+        assert ramps["epoch"].step_size_at(ctx) == alpha * epoch / epochs  # exactly the authors' alpha * t / T
+        assert ramps["progress"].step_size_at(ctx) == alpha * step / (epochs * per_epoch)
+        assert ramps["off"].step_size_at(ctx) == alpha
+        # within 1/T of the authors' ramp, and only the very first step is benign
+        assert 0 <= ramps["progress"].step_size_at(ctx) - ramps["epoch"].step_size_at(ctx) < alpha / epochs
+    first_epoch = [ramps["progress"].step_size_at(StepContext(0, epochs, s, torch.Generator(), 0.2, "random",
+                                                              total_steps=epochs * per_epoch)) for s in range(5)]
+    assert first_epoch[0] == 0 and all(size > 0 for size in first_epoch[1:])
 
 
 def test_cap_takes_no_step_on_a_collapsed_batch():
@@ -293,7 +311,7 @@ def test_hm_ics_term_against_its_formula():
 def test_authors_extra_term_only_on_odd_steps():
     model, (images, labels) = tiny_model(), clustered_batch()
     model.train()
-    defense = build_defense("ca_tride", config(ca_tride=CATrideParams(ramp=False, extra_term=True)))
+    defense = build_defense("ca_tride", config(ca_tride=CATrideParams(ramp="off", extra_term=True)))
     even = defense(model, images, labels, context(0))
     assert even.stats["extra"] == 0.0 and float(even.loss.detach()) == pytest.approx(even.stats["triplet_loss"])
     perturbed = defense.perturb(model, images, labels, context(1))

@@ -104,6 +104,11 @@ class PrepareParams(Section):
     split: Literal["stratified", "class_disjoint"] = "stratified"
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     max_per_class: int | None = Field(None, ge=2, description="keep a seeded subsample of at most this many items per class")
+    decode_cache: bool = Field(
+        False,
+        description="also store every image decoded and resized once (decoded.npy, N x 3 x 256 x 256 bytes), "
+        "which training and evaluation then read instead of the image files; image-file datasets only",
+    )
 
     @field_validator("root")
     @classmethod
@@ -112,6 +117,17 @@ class PrepareParams(Section):
         if root.startswith("~"):
             raise ValueError(f"write the folder without '~' (DVC does not expand it), e.g. {Path(root).expanduser()}")
         return root
+
+    @field_validator("decode_cache")
+    @classmethod
+    def _decode_cache_needs_image_files(cls, decode_cache: bool, info: ValidationInfo) -> bool:
+        dataset = info.data.get("dataset")  # absent when the dataset itself failed: that error comes first
+        if decode_cache and dataset is not None and dataset not in names.IMAGE_FILE_DATASETS:
+            raise ValueError(
+                f"the {dataset} dataset is held in memory at 28 px and has no image files to decode; "
+                f"the cache is for {', '.join(names.IMAGE_FILE_DATASETS)}; set decode_cache: false"
+            )
+        return decode_cache
 
     @model_validator(mode="after")
     def _folder_is_class_disjoint(self) -> PrepareParams:

@@ -11,6 +11,8 @@ stage can use it without depending on the code behind the names.
 from __future__ import annotations
 
 DATASETS: tuple[str, ...] = ("mnist5k", "mnist", "fashion", "cub", "cars", "sop", "folder")
+#: the datasets read from image files at 224 px; the others are held in memory at 28 px
+IMAGE_FILE_DATASETS: tuple[str, ...] = ("cub", "cars", "sop", "folder")
 ARCHITECTURES: tuple[str, ...] = ("c2f2", "resnet18", "resnet50")
 MINERS: tuple[str, ...] = ("random", "semihard", "gradual_semihard")
 

@@ -64,3 +64,17 @@ def test_fractions_are_exact():
 
 def test_defaults_fill_missing_sections():
     assert parse_params({}) == Params()
+
+
+@pytest.mark.parametrize("dataset", ["mnist5k", "mnist", "fashion"])
+def test_decode_cache_on_an_in_memory_dataset_names_the_key(dataset):
+    with pytest.raises(ParamsError, match=rf"^params.yaml: prepare.decode_cache: the {dataset} dataset is held in "
+                                          "memory at 28 px and has no image files to decode"):
+        parse_params({"prepare": {"dataset": dataset, "decode_cache": True}})
+    assert not parse_params({"prepare": {"dataset": dataset}}).prepare.decode_cache
+
+
+@pytest.mark.parametrize("dataset", ["cub", "cars", "sop", "folder"])
+def test_decode_cache_is_for_image_file_datasets(dataset):
+    split = "class_disjoint" if dataset == "folder" else "stratified"
+    assert parse_params({"prepare": {"dataset": dataset, "split": split, "decode_cache": True}}).prepare.decode_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from catride_core.data.images import FileImageDataset
+from catride_core.data.images import DecodedImageDataset, FileImageDataset
 from catride_core.errors import DataError
 
 Split = Literal["train", "test"]
@@ -25,11 +26,15 @@ class PreparedData:
             (and ``path`` for lazily read image datasets).
         meta: dataset name, root, image size, channels, classes, checksum.
         images: uint8 pixels of every item, for in-memory datasets. Shape: (N, C, H, W)
+        decoded: the decode cache of an image-file dataset (``prepare.decode_cache``):
+            a ``.npy`` file of every item decoded and resized, read memory-mapped.
+            Shape: (N, 3, R, R) uint8
     """
 
     manifest: pd.DataFrame
     meta: dict[str, Any]
     images: np.ndarray | None = None
+    decoded: Path | None = None
 
     def indices(self, split: Split) -> np.ndarray:
         """Row indices of one side of the split, in manifest order."""
@@ -65,12 +70,16 @@ class TensorImageDataset(Dataset):
 def build_dataset(data: PreparedData, split: Split, train: bool) -> Dataset:
     """A torch Dataset of one split; ``train`` selects the training transforms.
 
-    In-memory (28 px) datasets have no transforms.
+    In-memory (28 px) datasets have no transforms. Image-file datasets are read
+    from their decode cache where ``prepare`` wrote one, else from the files;
+    both give the same images.
     """
     rows = data.indices(split)
     labels = data.manifest["label"].to_numpy()[rows]
     if data.images is not None:
         return TensorImageDataset(data.images[rows], labels)
+    if data.decoded is not None:
+        return DecodedImageDataset(data.decoded, rows, labels, int(data.meta["image_size"]), train=train)
     if data.meta.get("root") is None or "path" not in data.manifest:
         raise DataError("prepared data of an image-file dataset needs meta 'root' and a manifest 'path' column")
     paths = data.manifest["path"].to_numpy()[rows].tolist()

@@ -67,3 +67,82 @@ def test_a_manifest_without_its_columns_is_named(prepared):
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match=r"manifest.csv: lacks the columns \['split'\]"):
         load_prepared(folder)
+
+
+# --- the decode cache ---------------------------------------------------------------------------
+
+
+def lazy_source(n=6, image_size=14):
+    return SourceData(labels=np.repeat(np.arange(3), n // 3), image_size=image_size, channels=3,
+                      paths=[f"{k}.jpg" for k in range(n)], checksum="0" * 64)
+
+
+def decoded_batches(n=6, side=16, batch=4):
+    pixels = np.arange(n * 3 * side * side, dtype=np.int64).reshape(n, 3, side, side).astype(np.uint8)
+    return pixels, [pixels[start:start + batch] for start in range(0, n, batch)]
+
+
+@pytest.fixture
+def cached(tmp_path):
+    pixels, batches = decoded_batches()
+    is_test = np.array([False, True] * 3)
+    data = save_prepared(tmp_path / "prepared", lazy_source(), is_test, "folder", str(tmp_path), iter(batches))
+    return tmp_path / "prepared", pixels, data
+
+
+def test_decode_cache_round_trip(cached):
+    folder, pixels, saved = cached
+    assert saved.decoded == folder / "decoded.npy"
+    data = load_prepared(folder)
+    assert data.decoded == folder / "decoded.npy" and data.images is None and data.meta["decoded_size"] == 16
+    assert data.meta["files"]["decoded.npy"] == file_digest(folder / "decoded.npy")
+    np.testing.assert_array_equal(np.load(data.decoded, mmap_mode="r"), pixels)
+
+
+def test_without_the_cache_the_prepared_folder_is_as_before(tmp_path):
+    save_prepared(tmp_path / "prepared", lazy_source(), np.array([False, True] * 3), "folder", str(tmp_path))
+    meta = json.loads((tmp_path / "prepared" / "meta.json").read_text())
+    assert "decoded_size" not in meta and sorted(meta["files"]) == ["manifest.csv"]
+    assert load_prepared(tmp_path / "prepared").decoded is None
+
+
+def test_a_changed_missing_or_foreign_decode_cache_is_named(cached):
+    folder, pixels, _ = cached
+    original = (folder / "decoded.npy").read_bytes()
+    (folder / "decoded.npy").write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    with pytest.raises(ArtifactError, match="decoded.npy: changed since prepare wrote it"):
+        load_prepared(folder)
+    np.save(folder / "decoded.npy", pixels[:, :, :8, :8])  # a foreign array, its checksum recorded by hand
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["files"]["decoded.npy"] = file_digest(folder / "decoded.npy")
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"decoded.npy: holds uint8 \(6, 3, 8, 8\), the manifest and meta.json"):
+        load_prepared(folder)
+    (folder / "decoded.npy").unlink()
+    with pytest.raises(ArtifactError, match="decoded.npy: missing; run the prepare stage"):
+        load_prepared(folder)
+
+
+def test_a_cache_that_cannot_fit_on_the_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        "catride_core.artifacts.prepared.shutil.disk_usage", lambda path: type("Usage", (), {"free": 1000})()
+    )
+
+    def never_decoded():
+        raise AssertionError("decoding started")
+        yield
+
+    with pytest.raises(ArtifactError, match=r"prepared: the decode cache needs 0.0 GB, .* has 0.0 GB free"):
+        save_prepared(tmp_path / "prepared", lazy_source(), np.array([False, True] * 3), "folder", str(tmp_path),
+                      never_decoded())
+    assert not (tmp_path / "prepared").exists()
+
+
+@pytest.mark.parametrize("keep", [slice(0, 1), slice(0, 3)])  # too few images, and one batch too many
+def test_a_decode_cache_of_the_wrong_size_leaves_nothing(tmp_path, keep):
+    _, batches = decoded_batches()
+    batches = (batches * 2)[keep]
+    with pytest.raises(ValueError, match="decode cache"):
+        save_prepared(tmp_path / "prepared", lazy_source(), np.array([False, True] * 3), "folder", str(tmp_path),
+                      iter(batches))
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ from layouts import (
     make_sop,
 )
 
+from catride_core import names
 from catride_core.data.sources import choose_split, read_source
 from catride_core.errors import DataError
 
@@ -243,3 +244,13 @@ def test_folder_errors_name_the_folder(tmp_path):
     single = make_folder(tmp_path / "single", classes=("only",))
     with raises_naming("found 1 class folders", str(single)):
         read_source("folder", str(single))
+
+
+def test_image_file_datasets_are_the_ones_read_from_files(tmp_path):
+    # names.IMAGE_FILE_DATASETS decides where params.yaml allows prepare.decode_cache
+    layouts = {"mnist": make_idx, "fashion": make_idx, "cub": make_cub, "cars": make_cars, "sop": make_sop,
+               "folder": make_folder}
+    for name, make in layouts.items():
+        source = read_source(name, str(make(tmp_path / name)))
+        assert (source.paths is not None) == (name in names.IMAGE_FILE_DATASETS), name
+    assert read_source("mnist5k", None).paths is None and "mnist5k" not in names.IMAGE_FILE_DATASETS

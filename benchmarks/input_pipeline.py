@@ -61,7 +61,7 @@ def prepare_pool(folder: Path, count: int, workers: int, seed: int) -> tuple[Pre
     images = folder / "images"
     images.mkdir()
     paths = [f"images/{name}" for name in write_jpegs(images, count, seed)]
-    labels = np.arange(count) % CLASSES
+    labels = np.arange(count) % max(2, min(CLASSES, count // 6))  # CUB's 100 classes, 6 images each at 600
     source = SourceData(labels=labels, image_size=224, channels=3, paths=paths, checksum="benchmark")
     is_test = np.zeros(count, dtype=bool)
     is_test[::2] = True

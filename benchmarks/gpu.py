@@ -7,22 +7,25 @@ Input loading is not included (the tensors are generated on the device):
 ``benchmarks/input_pipeline.py`` measures it. Everything runs through the
 project's code:
 
-- training steps, each in fp32 and in bf16 (``torch.autocast``, on CUDA and
-  CPU alike): a benign step (``training.benign_step``), a CA-TRIDE CAP step
-  and an ANP step (global steps of even and odd index), and an ACT step, the
-  defenses built by ``defenses.build_defense`` from the CUB preset's finetune
-  settings (eps 8/255, step 1/255, ``--inner-steps`` 16) with the early stop
-  off, so that every inner step is paid (an upper bound); then the optimiser
-  step. Median of ``--repeats`` steps after ``--warmup`` steps;
-  ``torch.cuda.synchronize`` around each. Peak GPU memory per row;
+- training steps, each one ``training.train_epoch`` over a single batch (so
+  exactly the pipeline's step: autocast, the step function, the finiteness
+  check, backward, Adam), in each ``base.precision`` (fp32, and bf16
+  autocast on CUDA and CPU alike): a benign step (``training.benign_step``),
+  a CA-TRIDE CAP step and an ANP step (global steps of even and odd index),
+  and an ACT step, the defenses built by ``defenses.build_defense`` from the
+  CUB preset's finetune settings (eps 8/255, step 1/255, ``--inner-steps``
+  16) with the early stop and the ramp off, so that every inner step is paid
+  at full step size (an upper bound). Median of ``--repeats`` steps after
+  ``--warmup`` steps; ``torch.cuda.synchronize`` around each. Peak GPU memory
+  per row;
 - embedding (forward only, eval mode) of the gallery, fp32 and bf16;
 - each of the nine attacks alone (``attacks.runner.run_attacks``, fp32,
   eps 8/255, step 3/255, ``--attack-steps`` 32, ``--attack-batch`` queries at
   once) on the first ``--queries`` gallery images; queries/s leaves out the
   gallery embedding every run starts with;
 - projections: a 75-epoch CUB CA-TRIDE fine-tuning (ceil(5864 / P) steps an
-  epoch, CAP and ANP alternating; the first epoch's step size is 0 by the ramp,
-  counted as benign steps; the test set embedded after every epoch), and a full
+  epoch, CAP and ANP alternating, the test set embedded after every epoch; the
+  default ``progress`` ramp makes no epoch benign), and a full
   CUB evaluation (the benign evaluation's and the attack stage's embedding of
   the 5,924 test images, and the nine attacks on every one of them);
 - whether the pipeline's determinism setting (``torch.use_deterministic_algorithms(True)``,
@@ -45,6 +48,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,14 +60,14 @@ from catride_core.defenses import build_defense, training_miner
 from catride_core.models import build_model
 from catride_core.models.embedding import embed
 from catride_core.names import ATTACKS
-from catride_core.runtime import resolve_device, seeded_generator
-from catride_core.training import StepContext, StepFn, benign_step
+from catride_core.runtime import resolve_device, seed_everything
+from catride_core.training import AUTOCAST_DTYPES, Progress, StepFn, benign_step, train_epoch
 
 CUB_TRAIN_IMAGES = 5864
 CUB_TEST_IMAGES = 5924
 EPOCHS = 75
 MARGIN = 0.2
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = tuple(AUTOCAST_DTYPES)
 #: benchmarked step -> (defense name or None for benign, parity of its global step index)
 STEPS: dict[str, tuple[str | None, int]] = {
     "benign": (None, 0),
@@ -86,7 +90,7 @@ class Sizes:
     embed_batch: int
 
 
-#: the CPU smoke run: every row once, as small as 224 px allows (about a minute on 2 cores)
+#: the CPU smoke run: every row once, as small as 224 px allows (35-55 s of CPU time on 2 cores)
 TINY = Sizes(pairs_per_batch=2, inner_steps=1, warmup=0, repeats=1, attack_steps=1, attack_batch=8, queries=8,
              gallery=8, embed_batch=8)
 
@@ -119,22 +123,26 @@ def synchronize(device: torch.device) -> None:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """The autocast of ``base.precision`` (as training applies it), for the embedding rows."""
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-def seconds(run: Callable[[], object], device: torch.device) -> float:
-    """Wall time of one call, the device synchronised before and after."""
+def seconds(run: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    """Wall time of one call, the device synchronised before and after, and what it returned."""
     synchronize(device)
     start = time.perf_counter()
-    run()
+    result = run()
     synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, result
 
 
-def median_seconds(run: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+def median_seconds(run: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> tuple[float, Any]:
+    """Median wall time of ``repeats`` calls after ``warmup`` calls, and what the last call returned."""
     for _ in range(warmup):
         run()
-    return statistics.median(seconds(run, device) for _ in range(max(repeats, 1)))
+    timed = [seconds(run, device) for _ in range(max(repeats, 1))]
+    return statistics.median(taken for taken, _ in timed), timed[-1][1]
 
 
 @contextlib.contextmanager
@@ -148,10 +156,10 @@ def peak_memory(device: torch.device) -> Iterator[list[str]]:
 
 
 def finetune_settings(inner_steps: int) -> FinetuneParams:
-    """The CUB preset's finetune section, early stop off and the step size unramped (every inner step is paid)."""
+    """The CUB preset's finetune section, early stop and ramp off (every inner step is paid at full size)."""
     return FinetuneParams(
         pairs_per_batch=56, lr=1e-5, weight_decay=4e-4, eps=8 / 255, step_size=1 / 255, steps=inner_steps,
-        ca_tride=CATrideParams(ramp=False, stop_below=None),
+        ca_tride=CATrideParams(ramp="off", stop_below=None),
     )
 
 
@@ -159,19 +167,15 @@ def training_step(
     step_fn: StepFn, miner: str, model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor,
     device: torch.device, precision: str, seed: int, parity: int,
 ) -> Callable[[], dict[str, float]]:
-    """One training step as ``training.train_epoch`` takes it, each call at the next global step of ``parity``."""
+    """The pipeline's training step on one batch (``train_epoch`` over it), each call at the next global step
+    of ``parity``; a call returns the step's statistics."""
     counter = iter(range(parity, 1 << 30, 2))
 
     def run() -> dict[str, float]:
-        step = next(counter)
-        model.train()
-        ctx = StepContext(1, 2, step, seeded_generator(seed, step, 2), MARGIN, miner)
-        with autocast(device, precision):
-            out = step_fn(model, images, labels, ctx)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        return out.stats
+        progress = Progress(epoch=1, step=next(counter))
+        train_epoch(model, optimizer, [(images, labels)], step_fn, epoch=1, epochs=2, progress=progress, seed=seed,
+                    margin=MARGIN, miner=miner, device=device, precision=precision)
+        return progress.totals
 
     return run
 
@@ -195,10 +199,9 @@ def time_steps(model, images, labels, sizes, device, seed) -> dict[tuple[str, st
             step_fn = benign_step if defense is None else build_defense(defense, cfg, lam)
             miner = "gradual_semihard" if defense is None else training_miner(defense, cfg)
             run = training_step(step_fn, miner, model, optimizer, images, labels, device, precision, seed, parity)
-            stats: list[dict[str, float]] = []
             with peak_memory(device) as memory:
-                median = median_seconds(lambda: stats.append(run()), device, sizes.warmup, sizes.repeats)
-            rows[name, precision] = {"seconds": median, "pgd_steps": stats[-1].get("pgd_steps"), "memory": memory[0]}
+                median, stats = median_seconds(run, device, sizes.warmup, sizes.repeats)
+            rows[name, precision] = {"seconds": median, "pgd_steps": stats.get("pgd_steps"), "memory": memory[0]}
     return rows
 
 
@@ -207,7 +210,7 @@ def time_embedding(model, gallery, sizes, device) -> dict[str, float]:
     times = {}
     for precision in PRECISIONS:
         with autocast(device, precision):
-            times[precision] = median_seconds(
+            times[precision], _ = median_seconds(
                 lambda: embed(model, gallery, batch_size=sizes.embed_batch), device, min(sizes.warmup, 1),
                 max(1, sizes.repeats // 3))
     return times
@@ -222,14 +225,14 @@ def time_attacks(model, gallery, labels, sizes, device, seed, embed_seconds) -> 
 
     if sizes.warmup:
         attack(ATTACKS[0], sizes.attack_batch)()
-    return {name: max(seconds(attack(name, sizes.queries), device) - embed_seconds, 1e-9) for name in ATTACKS}
+    return {name: max(seconds(attack(name, sizes.queries), device)[0] - embed_seconds, 1e-9) for name in ATTACKS}
 
 
 def check_determinism(model, images, labels, device, seed) -> str:
-    """Whether one benign step runs under the pipeline's ``torch.use_deterministic_algorithms(True)``."""
+    """Whether one benign step runs under the pipeline's ``runtime.seed_everything`` (deterministic algorithms)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     run = training_step(benign_step, "gradual_semihard", model, optimizer, images, labels, device, "fp32", seed, 0)
-    torch.use_deterministic_algorithms(True)
+    seed_everything(seed)
     try:
         run()
         return "a training step runs"
@@ -282,9 +285,8 @@ def main() -> None:
     steps_per_epoch = math.ceil(CUB_TRAIN_IMAGES / sizes.pairs_per_batch)
     test_embedding = {p: embedding[p] * CUB_TEST_IMAGES / sizes.gallery for p in PRECISIONS}
     finetune = {
-        p: steps_per_epoch * steps["benign", p]["seconds"]
-        + (EPOCHS - 1) * steps_per_epoch * (steps["CA-TRIDE CAP", p]["seconds"] + steps["CA-TRIDE ANP", p]["seconds"]) / 2
-        + EPOCHS * test_embedding[p]
+        p: EPOCHS * (steps_per_epoch * (steps["CA-TRIDE CAP", p]["seconds"] + steps["CA-TRIDE ANP", p]["seconds"]) / 2
+                     + test_embedding[p])
         for p in PRECISIONS
     }
     evaluation = 2 * test_embedding["fp32"] + sum(CUB_TEST_IMAGES * taken / sizes.queries for taken in attacks.values())

@@ -32,8 +32,10 @@ def prepare(params_path: str, out_dir: str, workers: int | None, progress: bool)
     if problem:
         raise ParamsError(f"{params_path}: prepare (dataset {cfg.dataset}, split {cfg.split}, test_fraction "
                           f"{cfg.test_fraction}, max_per_class {cfg.max_per_class}): {problem}")
-    # decoded lazily, streamed into the prepared folder as it is written
-    decoded = decode_images(root, source.paths, source.image_size, workers, progress=progress) if cfg.decode_cache else None
+    decoded = None
+    if cfg.decode_cache:  # decoded lazily, streamed into the prepared folder as it is written
+        decoded = decode_images(root, source.paths, source.image_size, workers, progress=progress)
     data = save_prepared(out_dir, source, is_test, cfg.dataset, root, decoded)
     cache = f", decode cache {data.meta['decoded_size']} px" if data.decoded is not None else ""
-    click.echo(f"prepared {cfg.dataset}: {data.meta['n_train']} train / {data.meta['n_test']} test items{cache} -> {out_dir}")
+    click.echo(f"prepared {cfg.dataset}: {data.meta['n_train']} train / {data.meta['n_test']} test items{cache} "
+               f"-> {out_dir}")

@@ -3,9 +3,8 @@ DecodedImageDataset: the decode cache gives the very same images."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

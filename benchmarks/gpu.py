@@ -232,7 +232,7 @@ def check_determinism(model, images, labels, device, seed) -> str:
     """Whether one benign step runs under the pipeline's ``runtime.seed_everything`` (deterministic algorithms)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     run = training_step(benign_step, "gradual_semihard", model, optimizer, images, labels, device, "fp32", seed, 0)
-    seed_everything(seed)
+    seed_everything(seed, device)
     try:
         run()
         return "a training step runs"

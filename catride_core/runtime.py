@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -36,10 +37,20 @@ def seeded_generator(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch's global RNG (model initialisation draws from it) and make CPU kernels deterministic."""
+def seed_everything(seed: int, device: torch.device | None = None) -> None:
+    """Seed torch's global RNG (model initialisation draws from it) and ask for deterministic kernels.
+
+    On the CPU every kernel the pipeline uses has a deterministic version, so
+    one that has none is an error. On CUDA some backward kernels have none
+    (the ResNets' adaptive average pooling), so there it is a warning, and
+    cuBLAS gets the fixed workspace its deterministic mode needs.
+    """
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    if device is not None and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
 
 
 def progress_bar(iterable: Iterable[T] | None = None, *, enabled: bool, **options: Any) -> tqdm:

@@ -125,5 +125,6 @@ def announce_resume(state: Any, progress: Any) -> None:
 def start(params_path: str) -> tuple[Params, torch.device]:
     """What every computing stage does first: validate the params, seed, pick the device."""
     params = load_params(params_path)
-    seed_everything(params.base.seed)
-    return params, resolve_device(params.base.device)
+    device = resolve_device(params.base.device)
+    seed_everything(params.base.seed, device)
+    return params, device

@@ -61,7 +61,13 @@ from catride_core.models import build_model
 from catride_core.models.embedding import embed
 from catride_core.names import ATTACKS
 from catride_core.runtime import resolve_device, seed_everything
-from catride_core.training import AUTOCAST_DTYPES, Progress, StepFn, benign_step, train_epoch
+from catride_core.training import (
+    AUTOCAST_DTYPES,
+    Progress,
+    StepFn,
+    benign_step,
+    train_epoch,
+)
 
 CUB_TRAIN_IMAGES = 5864
 CUB_TEST_IMAGES = 5924

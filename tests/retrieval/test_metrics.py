@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import faiss
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from catride_core.distances import pairwise_distances
 from catride_core.retrieval import metrics
 from catride_core.retrieval.metrics import (
+    KMEANS_ITERATIONS,
     nmi,
     rank_metrics,
     recall_at_1,
@@ -302,6 +304,16 @@ def clustered_set(generator, n_classes=4, per_class=40):
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     embeddings = F.normalize(centres[labels] + 0.05 * torch.randn(len(labels), 16, generator=generator), dim=1)
     return embeddings, labels
+
+
+def test_nmi_keeps_faiss_default_iterations():
+    # KMEANS_ITERATIONS writes out the value NMI always had: faiss's default
+    assert faiss.Kmeans(8, 2).cp.niter == KMEANS_ITERATIONS
+    embeddings, labels = random_set(200, 8, 5, torch.Generator().manual_seed(12))
+    default = nmi(embeddings, labels, 5, seed=3)
+    assert nmi(embeddings, labels, 5, seed=3, iterations=KMEANS_ITERATIONS) == default
+    # and the argument reaches faiss: one iteration clusters differently on unclustered data
+    assert nmi(embeddings, labels, 5, seed=3, iterations=1) != default
 
 
 def test_nmi_on_separated_clusters_is_one_and_deterministic():

@@ -121,7 +121,6 @@ def rank_metrics(
     padded_width = -(-width // _PRODUCT_ROWS) * _PRODUCT_ROWS
     products = torch.empty(padded_width, n_gallery, dtype=torch.float64, device=device)
     distances = torch.empty(width, n_gallery, dtype=torch.float64, device=device)
-    flags = torch.empty(width, n_gallery, dtype=torch.bool, device=device)
     gallery_norms = (gallery * gallery).sum(1)
     for start in range(0, n_queries, block_size):
         rows = order[start : start + block_size]
@@ -137,9 +136,7 @@ def rank_metrics(
             block_distances, by_label, segment_start[rows], segment_size[rows], own
         )
         if int(n_relevant[rows].sum()) <= _MAX_MEAN_R_FOR_COUNTING * b:
-            ranks = _ranks_by_counting(
-                block_distances, thresholds, items, n_relevant[rows], flags[:b], products[:b]
-            )
+            ranks = _ranks_by_counting(block_distances, thresholds, items, n_relevant[rows], products[:b])
         else:
             ranks = _ranks_by_search(
                 block_distances, thresholds, items, n_relevant[rows], products[:b].view(torch.long)
@@ -197,7 +194,7 @@ def _sorted_relevant(
 
 
 def _ranks_by_counting(
-    distances: Tensor, thresholds: Tensor, items: Tensor, n_relevant: Tensor, flags: Tensor, scratch: Tensor
+    distances: Tensor, thresholds: Tensor, items: Tensor, n_relevant: Tensor, scratch: Tensor
 ) -> Tensor:
     """Ranks of the relevant items, one counting pass over the gallery per relevant item.
 
@@ -205,17 +202,17 @@ def _ranks_by_counting(
     is the rank of each query's (k+1)-th relevant item (meaningless past R).
 
     Shape:
-        distances: (B, G), thresholds, items: (B, W), n_relevant: (B,), flags: (B, G) bool,
-        scratch: (B, G) float64 -> (B, W)
+        distances: (B, G), thresholds, items: (B, W), n_relevant: (B,), scratch: (B, G) float64 -> (B, W)
     """
     ranks = torch.zeros(thresholds.shape, dtype=torch.long, device=distances.device)
     gallery_index = torch.arange(distances.shape[1], device=distances.device)
     for k, n in enumerate(_rows_per_column(n_relevant, thresholds.shape[1])):
         block, threshold = distances[:n], thresholds[:n, k : k + 1]
-        # flags summed as float64 (exact for counts below 2^53): several times faster than a bool sum
-        closer = scratch[:n].copy_(torch.lt(block, threshold, out=flags[:n])).sum(1).long()
+        # comparisons written as 0.0 / 1.0 and summed in float64 (exact below 2^53):
+        # several times faster than summing a bool tensor
+        closer = torch.lt(block, threshold, out=scratch[:n]).sum(1).long()
         # the item itself ties with its own distance; anything more is an exact tie
-        equal = scratch[:n].copy_(torch.eq(block, threshold, out=flags[:n])).sum(1)
+        equal = torch.eq(block, threshold, out=scratch[:n]).sum(1)
         tied = (equal > 1).nonzero().squeeze(1)
         if len(tied):
             earlier = gallery_index[None, :] < items[tied, k : k + 1]

@@ -22,9 +22,26 @@ from catride_core.retrieval.metrics import (
 RECALL_AT = (1, 2, 4, 8)
 
 
+def metrics_from_positions(relevant_positions, recall_at):
+    """The definitions, one query at a time: each query's relevant items' 1-based ranks, ascending."""
+    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]}
+    for positions in relevant_positions:
+        n_relevant = len(positions)
+        for k in recall_at:
+            out[f"R@{k}"].append(float(n_relevant > 0 and positions[0] <= k))
+        ap = ap_r = 0.0
+        for hits, position in enumerate(positions, start=1):
+            ap += hits / position
+            if position <= n_relevant:
+                ap_r += hits / position
+        out["AP"].append(ap / n_relevant if n_relevant else 0.0)
+        out["AP@R"].append(ap_r / n_relevant if n_relevant else 0.0)
+    return {name: torch.tensor(values, dtype=torch.float64) for name, values in out.items()}
+
+
 def slow_rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, recall_at):
     """One query at a time, in plain Python, straight from the definitions."""
-    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]}
+    relevant_positions = []
     for i in range(len(queries)):
         q = queries[i].double()
         own = -1 if exclude is None else int(exclude[i])
@@ -32,20 +49,8 @@ def slow_rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, r
         distances = ((gallery.double() - q) ** 2).sum(1).sqrt().tolist()
         ranking = sorted((d, j) for j, d in enumerate(distances) if j != own)
         rel = [int(gallery_labels[j]) == int(query_labels[i]) for _, j in ranking]
-        n_relevant = sum(rel)
-        for k in recall_at:
-            out[f"R@{k}"].append(float(any(rel[:k])))
-        ap = ap_r = 0.0
-        hits = 0
-        for position, is_relevant in enumerate(rel, start=1):
-            if is_relevant:
-                hits += 1
-                ap += hits / position
-                if position <= n_relevant:
-                    ap_r += hits / position
-        out["AP"].append(ap / n_relevant if n_relevant else 0.0)
-        out["AP@R"].append(ap_r / n_relevant if n_relevant else 0.0)
-    return {name: torch.tensor(values, dtype=torch.float64) for name, values in out.items()}
+        relevant_positions.append([position for position, hit in enumerate(rel, start=1) if hit])
+    return metrics_from_positions(relevant_positions, recall_at)
 
 
 def full_sort_reference(queries, query_labels, gallery, gallery_labels, exclude, recall_at):
@@ -53,7 +58,7 @@ def full_sort_reference(queries, query_labels, gallery, gallery_labels, exclude,
 
     Library distances in float64, the own item moved to the end and made
     irrelevant, a stable argsort (ties by gallery index); then the sums of the
-    definitions, one query at a time, term by term in rank order. The product
+    definitions, term by term in rank order. The product
     is taken on a multiple of 8 query rows, as rank_metrics does, so that both
     rank the same float64 numbers.
     """
@@ -67,20 +72,7 @@ def full_sort_reference(queries, query_labels, gallery, gallery_labels, exclude,
         distances[rows, exclude[rows]] = torch.inf
         relevant[rows, exclude[rows]] = False
     ranked = relevant.gather(1, distances.argsort(dim=1, stable=True))
-    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]}
-    for row in ranked:
-        positions = (row.nonzero().squeeze(1) + 1).tolist()
-        n_relevant = len(positions)
-        for k in recall_at:
-            out[f"R@{k}"].append(float(n_relevant > 0 and positions[0] <= k))
-        ap = ap_r = 0.0
-        for hits, position in enumerate(positions, start=1):
-            ap += hits / position
-            if position <= n_relevant:
-                ap_r += hits / position
-        out["AP"].append(ap / n_relevant if n_relevant else 0.0)
-        out["AP@R"].append(ap_r / n_relevant if n_relevant else 0.0)
-    return {name: torch.tensor(values, dtype=torch.float64) for name, values in out.items()}
+    return metrics_from_positions([(row.nonzero().squeeze(1) + 1).tolist() for row in ranked], recall_at)
 
 
 def assert_same(fast, slow):

@@ -1,14 +1,18 @@
-"""Retrieval metrics against a slow per-query loop and hand-worked examples."""
+"""Retrieval metrics against a slow per-query loop, a full-sort reference and hand-worked examples."""
 
 from __future__ import annotations
 
 import math
 
+import faiss
 import pytest
 import torch
 import torch.nn.functional as F
 
+from catride_core.distances import pairwise_distances
+from catride_core.retrieval import metrics
 from catride_core.retrieval.metrics import (
+    KMEANS_ITERATIONS,
     nmi,
     rank_metrics,
     recall_at_1,
@@ -18,9 +22,26 @@ from catride_core.retrieval.metrics import (
 RECALL_AT = (1, 2, 4, 8)
 
 
+def metrics_from_positions(relevant_positions, recall_at):
+    """The definitions, one query at a time: each query's relevant items' 1-based ranks, ascending."""
+    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]}
+    for positions in relevant_positions:
+        n_relevant = len(positions)
+        for k in recall_at:
+            out[f"R@{k}"].append(float(n_relevant > 0 and positions[0] <= k))
+        ap = ap_r = 0.0
+        for hits, position in enumerate(positions, start=1):
+            ap += hits / position
+            if position <= n_relevant:
+                ap_r += hits / position
+        out["AP"].append(ap / n_relevant if n_relevant else 0.0)
+        out["AP@R"].append(ap_r / n_relevant if n_relevant else 0.0)
+    return {name: torch.tensor(values, dtype=torch.float64) for name, values in out.items()}
+
+
 def slow_rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, recall_at):
     """One query at a time, in plain Python, straight from the definitions."""
-    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]}
+    relevant_positions = []
     for i in range(len(queries)):
         q = queries[i].double()
         own = -1 if exclude is None else int(exclude[i])
@@ -28,26 +49,37 @@ def slow_rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, r
         distances = ((gallery.double() - q) ** 2).sum(1).sqrt().tolist()
         ranking = sorted((d, j) for j, d in enumerate(distances) if j != own)
         rel = [int(gallery_labels[j]) == int(query_labels[i]) for _, j in ranking]
-        n_relevant = sum(rel)
-        for k in recall_at:
-            out[f"R@{k}"].append(float(any(rel[:k])))
-        ap = ap_r = 0.0
-        hits = 0
-        for position, is_relevant in enumerate(rel, start=1):
-            if is_relevant:
-                hits += 1
-                ap += hits / position
-                if position <= n_relevant:
-                    ap_r += hits / position
-        out["AP"].append(ap / n_relevant if n_relevant else 0.0)
-        out["AP@R"].append(ap_r / n_relevant if n_relevant else 0.0)
-    return {name: torch.tensor(values, dtype=torch.float64) for name, values in out.items()}
+        relevant_positions.append([position for position, hit in enumerate(rel, start=1) if hit])
+    return metrics_from_positions(relevant_positions, recall_at)
+
+
+def full_sort_reference(queries, query_labels, gallery, gallery_labels, exclude, recall_at):
+    """The algorithm rank_metrics replaced: every query's whole ranking sorted.
+
+    Library distances in float64, the own item moved to the end and made
+    irrelevant, a stable argsort (ties by gallery index); then the sums of the
+    definitions, term by term in rank order. The product
+    is taken on a multiple of 8 query rows, as rank_metrics does, so that both
+    rank the same float64 numbers.
+    """
+    n_queries = len(queries)
+    padded = torch.zeros(-(-n_queries // 8) * 8, queries.shape[1], dtype=torch.float64)
+    padded[:n_queries] = queries.double()
+    distances = pairwise_distances(padded, gallery.double())[:n_queries]
+    relevant = query_labels[:, None] == gallery_labels[None, :]
+    if exclude is not None:
+        rows = (exclude >= 0).nonzero().squeeze(1)
+        distances[rows, exclude[rows]] = torch.inf
+        relevant[rows, exclude[rows]] = False
+    ranked = relevant.gather(1, distances.argsort(dim=1, stable=True))
+    return metrics_from_positions([(row.nonzero().squeeze(1) + 1).tolist() for row in ranked], recall_at)
 
 
 def assert_same(fast, slow):
+    """Equal to the last bit: both sum the same terms in the same (rank) order."""
     assert fast.keys() == slow.keys()
     for name in slow:
-        torch.testing.assert_close(fast[name], slow[name], rtol=0, atol=1e-12, msg=name)
+        assert torch.equal(fast[name], slow[name]), (name, (fast[name] - slow[name]).abs().max())
 
 
 def random_set(n, dim, n_classes, generator):
@@ -90,6 +122,101 @@ def test_matches_slow_loop_with_exact_ties_between_distinct_items():
     fast = rank_metrics(gallery, gallery_labels, gallery, gallery_labels, exclude, RECALL_AT, block_size=16)
     slow = slow_rank_metrics(gallery, gallery_labels, gallery, gallery_labels, exclude, RECALL_AT)
     assert_same(fast, slow)
+
+
+@pytest.fixture(params=["counting", "search"])
+def ranking_path(request, monkeypatch):
+    """Forces one of rank_metrics' two ways of counting the items ahead of each relevant one."""
+    monkeypatch.setattr(metrics, "_MAX_MEAN_R_FOR_COUNTING", 10**9 if request.param == "counting" else 0)
+    return request.param
+
+
+def labelled_set(structure, generator):
+    """200 items, many small classes (SOP-like) or three big ones (CUB-like), with ties.
+
+    Half the items have integer coordinates (many distinct items at exactly the
+    same distance), a quarter of all are exact duplicates of another item
+    (often of another label), one item is alone in its class.
+    """
+    n = 200
+    embeddings, labels = random_set(n, 4, 40 if structure == "sop" else 3, generator)
+    embeddings[: n // 2] = torch.randint(-1, 2, (n // 2, 4), generator=generator).float()
+    labels[7] = 99
+    return embeddings, labels
+
+
+@pytest.mark.parametrize("structure", ["sop", "cub"])
+@pytest.mark.parametrize("with_exclusion", [True, False])
+def test_equals_full_sort_reference_exactly(structure, with_exclusion, ranking_path):
+    generator = torch.Generator().manual_seed(10)
+    gallery, gallery_labels = labelled_set(structure, generator)
+    # queries: 96 gallery items (own item excluded or not) and 8 outsiders, one of a label
+    # absent from the gallery; K = 64 is larger than most R
+    queries = torch.cat([gallery[:96], F.normalize(torch.randn(8, 4, generator=generator), dim=1)])
+    query_labels = torch.cat([gallery_labels[:96], torch.tensor([0, 1, 2, 0, 1, 2, 0, 123])])
+    exclude = torch.cat([torch.arange(96), torch.full((8,), -1)]) if with_exclusion else None
+    recall_at = (1, 2, 4, 8, 64)
+
+    expected = full_sort_reference(queries, query_labels, gallery, gallery_labels, exclude, recall_at)
+    for block_size in (1, 7, 1000):
+        out = rank_metrics(queries, query_labels, gallery, gallery_labels, exclude, recall_at, block_size)
+        assert_same(out, expected)
+    # R = 0: the outsider of an absent class, and item 7 (alone in its class) when excluded
+    assert out["AP"][-1] == out["AP@R"][-1] == out["R@64"][-1] == 0
+    assert (out["AP"][7] == 0) == with_exclusion
+    # the data must leave room for both outcomes, or equality proves little
+    assert 0 < out["R@1"].mean() < 1 and 0 < out["AP"].mean() < 1
+    assert 0 < out["AP@R"].mean() < out["AP"].mean()
+
+
+def test_index_breaks_exact_ties_between_relevant_and_other_items(ranking_path):
+    # points on a line, query at the origin with label 0, gallery index: (x, label)
+    #   0: (1, 1)  1: (1, 0)  2: (2, 0)  3: (2, 1)  4: (3, 0)  5: (3, 0)  6: (4, 1)
+    # each tie goes to the lower index: ranking 0, 1, 2, 3, 4, 5, 6 -> relevant ranks 2, 3, 5, 6 (R = 4)
+    #   AP   = (1/2 + 2/3 + 3/5 + 4/6) / 4
+    #   AP@R = (1/2 + 2/3) / 4              (ranks 2 and 3 are <= R)
+    # breaking ties the other way (relevant first) would give ranks 1, 2, 4, 5 and R@1 = 1
+    xs = torch.tensor([1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0])
+    gallery = torch.stack([xs, torch.zeros(7)], dim=1)
+    gallery_labels = torch.tensor([1, 0, 0, 1, 0, 0, 1])
+
+    out = rank_metrics(torch.zeros(1, 2), torch.tensor([0]), gallery, gallery_labels, None, (1, 2))
+
+    assert out["R@1"].item() == 0.0 and out["R@2"].item() == 1.0
+    assert out["AP"].item() == (1 / 2 + 2 / 3 + 3 / 5 + 4 / 6) / 4
+    assert out["AP@R"].item() == (1 / 2 + 2 / 3) / 4
+
+
+def test_equals_full_sort_reference_on_a_subsample_of_a_larger_gallery():
+    # 2,000 queries of a 12,000-item gallery with SOP's structure (classes of ~5)
+    # and duplicates, with the default path choice and block size
+    generator = torch.Generator().manual_seed(11)
+    gallery, gallery_labels = random_set(12_000, 32, 2_250, generator)
+    chosen = torch.randperm(12_000, generator=generator)[:2_000]
+    queries, query_labels = gallery[chosen], gallery_labels[chosen]
+
+    expected = full_sort_reference(queries, query_labels, gallery, gallery_labels, chosen, RECALL_AT)
+    out = rank_metrics(queries, query_labels, gallery, gallery_labels, chosen, RECALL_AT)
+    assert_same(out, expected)
+    assert 0 < out["R@8"].mean() < 1
+
+
+def test_block_size_does_not_break_near_ties_differently():
+    # b = a plus noise far below float32 resolution: each b equals its a or is one
+    # float32 step away, so a query's distances to the two tie or nearly tie and the
+    # last bit of the float64 product decides. A matrix product on fewer rows than a
+    # full panel (a block of 1) rounds differently unless the rows are padded.
+    generator = torch.Generator().manual_seed(13)
+    queries = F.normalize(torch.randn(16, 16, generator=generator), dim=1)
+    a = F.normalize(torch.randn(64, 16, generator=generator), dim=1)
+    b = F.normalize(a + 1e-9 * torch.randn(64, 16, generator=generator), dim=1)
+    gallery, gallery_labels = torch.cat([a, b]), torch.arange(2).repeat_interleave(64)
+    query_labels = torch.zeros(16, dtype=torch.long)
+
+    expected = full_sort_reference(queries, query_labels, gallery, gallery_labels, None, (1,))
+    for block_size in (1, 3, 16):
+        out = rank_metrics(queries, query_labels, gallery, gallery_labels, None, (1,), block_size)
+        assert_same(out, expected)
 
 
 def test_hand_worked_example():
@@ -169,6 +296,16 @@ def clustered_set(generator, n_classes=4, per_class=40):
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     embeddings = F.normalize(centres[labels] + 0.05 * torch.randn(len(labels), 16, generator=generator), dim=1)
     return embeddings, labels
+
+
+def test_nmi_keeps_faiss_default_iterations():
+    # KMEANS_ITERATIONS writes out the value NMI always had: faiss's default
+    assert faiss.Kmeans(8, 2).cp.niter == KMEANS_ITERATIONS
+    embeddings, labels = random_set(200, 8, 5, torch.Generator().manual_seed(12))
+    default = nmi(embeddings, labels, 5, seed=3)
+    assert nmi(embeddings, labels, 5, seed=3, iterations=KMEANS_ITERATIONS) == default
+    # and the argument reaches faiss: one iteration clusters differently on unclustered data
+    assert nmi(embeddings, labels, 5, seed=3, iterations=1) != default
 
 
 def test_nmi_on_separated_clusters_is_one_and_deterministic():

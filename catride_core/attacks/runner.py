@@ -7,12 +7,13 @@ attacked image ``i`` owns gallery slot ``i``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from catride_core.attacks.base import AttackBudget, Gallery, RankingAttack
 from catride_core.attacks.candidate_query import (
@@ -23,7 +24,8 @@ from catride_core.attacks.candidate_query import (
 from catride_core.attacks.embedding_space import EmbeddingShift, TargetedMismatch
 from catride_core.attacks.misranking import GreedyTopMisranking, LearningToMisrank
 from catride_core.attacks.pgd import check_adversarial, check_inputs, pgd
-from catride_core.models.embedding import embed, eval_mode
+from catride_core.distributed import World
+from catride_core.models.embedding import eval_mode
 from catride_core.names import ATTACKS
 from catride_core.runtime import progress_bar
 
@@ -87,7 +89,7 @@ class AttackResult:
 def run_attacks(
     names: Sequence[str],
     model: nn.Module,
-    images: Tensor,
+    images: Tensor | Dataset,
     labels: Tensor,
     budget: AttackBudget,
     seed: int,
@@ -96,31 +98,42 @@ def run_attacks(
     save_images: int = 0,
     progress: bool = False,
     block_size: int = 1024,
+    world: World | None = None,
 ) -> dict[str, AttackResult]:
     """Attack every test image (or the first ``max_queries``) once with each named attack, in order.
 
     The model is put in eval mode for the whole run (each submodule's mode is
     restored afterwards). The gallery is the clean embeddings of all
-    ``images``, embedded once for every attack; ``check_inputs`` runs on them
-    once. Each attack then draws its targets for all attacked images up front
-    from its own ``torch.Generator().manual_seed(seed)`` (so its targets and
-    results depend neither on ``batch_size`` nor on the other attacks of the
-    run; a random start draws from the same generator afterwards), every batch
-    is attacked with ``pgd`` and checked with ``check_adversarial``, and the
-    reported scores are per-query means.
+    ``images``, embedded once for every attack in batches of
+    ``budget.batch_size``; ``check_inputs`` runs on them once. Each attack then
+    draws its targets for all attacked images up front from its own
+    ``torch.Generator().manual_seed(seed)`` (so its targets and results depend
+    neither on ``batch_size`` nor on the other attacks of the run; a random
+    start draws from the same generator afterwards), every batch is read from
+    ``images`` when it is attacked, attacked with ``pgd`` and checked with
+    ``check_adversarial``, and the reported scores are per-query means. Memory
+    is one batch of images and the gallery's embeddings, whatever N.
+
+    With several processes (``world``), the gallery and the attacked images are
+    split in shards of whole batches (``World.shard``); each process attacks its
+    batches with the targets of all queries sliced to them, and every process
+    returns the gathered results, equal to those of one process.
 
     Args:
         names: attacks to run, each one of ``names.ATTACKS``, no repeats.
         model: images in [0, 1] -> unit-norm embeddings.
-        images: the whole test split, float in [0, 1]. Shape: (N, C, H, W)
+        images: the whole test split: a float tensor in [0, 1], or a Dataset of
+            (image, label) items (read lazily, as ``data.prepared.build_dataset``
+            gives). Shape: (N, C, H, W)
         labels: its classes. Shape: (N,)
-        budget: PGD budget and target counts.
+        budget: PGD budget, target counts and the batch size.
         seed: seed of every random choice of each attack.
         max_queries: attack only the first this many images (all by default);
             the gallery stays the whole test set.
         save_images: keep this many adversarial images (the first ones) per attack.
-        progress: show one progress bar per attack on stderr.
+        progress: show one progress bar per attack on stderr (the first process only).
         block_size: queries handled at once by the exact searches.
+        world: the processes sharing the work (default: this one alone).
 
     Returns:
         attack name -> its clean and adversarial means, per-query values and targets.
@@ -130,21 +143,28 @@ def run_attacks(
         AttackCheckError: the model is not in eval mode inside the run, an
             embedding is not finite, or a perturbation breaks the threat model.
     """
+    world = world or World()
     attacks = [build_attack(name, budget) for name in names]
     repeated = sorted({name for name in names if list(names).count(name) > 1})
     if repeated:
         raise ValueError(f"attacks must not repeat; repeated: {repeated}")
-    if images.ndim != 4 or labels.shape != images.shape[:1]:
-        raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)} must be (N, C, H, W) and (N,)")
-    device = _model_device(model, images.device)
+    if isinstance(images, Tensor):
+        if images.ndim != 4 or labels.shape != images.shape[:1]:
+            raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)} must be (N, C, H, W) and (N,)")
+        device = _model_device(model, images.device)
+    else:
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels {tuple(labels.shape)} must be (N,) for a Dataset of {len(images)} images")
+        device = _model_device(model, torch.device("cpu"))
     n_queries = len(images) if max_queries is None else min(max_queries, len(images))
     with eval_mode(model):
-        embeddings = embed(model, images, batch_size=budget.batch_size, device=device)
+        embeddings = world.embed(model, images, budget.batch_size, device)
         check_inputs(model, embeddings)
         gallery = Gallery(embeddings, labels.to(device), block_size)
         queries = torch.arange(n_queries, device=device)
         return {
-            attack.name: _attack_queries(attack, model, images, gallery, queries, budget, seed, save_images, progress)
+            attack.name: _attack_queries(attack, model, images, gallery, queries, budget, seed, save_images, progress,
+                                         world)
             for attack in attacks
         }
 
@@ -152,28 +172,32 @@ def run_attacks(
 def _attack_queries(
     attack: RankingAttack,
     model: nn.Module,
-    images: Tensor,
+    images: Tensor | Dataset,
     gallery: Gallery,
     queries: Tensor,
     budget: AttackBudget,
     seed: int,
     save_images: int,
     progress: bool,
+    world: World,
 ) -> AttackResult:
     """One attack on the images of gallery slots ``queries`` (the first Q), the model already in eval mode."""
     # a fresh generator per attack: its targets are those of a run of this attack alone
     generator = torch.Generator().manual_seed(seed)
     targets = attack.select_targets(gallery, queries, generator)
+    shard = world.shard(len(queries), budget.batch_size)
     clean: dict[str, list[Tensor]] = {score: [] for score in attack.scores}
     adversarial: dict[str, list[Tensor]] = {score: [] for score in attack.scores}
     saved: list[Tensor] = []
     n_saved = 0
-    n_queries = len(queries)
-    with progress_bar(enabled=progress, total=n_queries, desc=attack.name, unit="query") as bar:
-        for start in range(0, n_queries, budget.batch_size):
-            stop = min(start + budget.batch_size, n_queries)
+    to_save = max(0, save_images - shard.start)  # the first save_images of all queries, this shard's part
+    with progress_bar(enabled=progress and world.is_main, total=len(shard), desc=attack.name, unit="query") as bar:
+        for start, batch_images in zip(shard[:: budget.batch_size], _batches(images, shard, budget.batch_size)):
+            stop = min(start + budget.batch_size, shard.stop)
             batch, batch_targets = queries[start:stop], targets[start:stop]
-            batch_images = images[start:stop].to(queries.device)
+            batch_images = batch_images.to(queries.device)
+            if start == shard.start:
+                _skip_random_starts(generator, budget, start // budget.batch_size, batch_images)
             result = pgd(
                 model,
                 batch_images,
@@ -192,23 +216,45 @@ def _attack_queries(
                 clean[score].append(values.cpu())
             for score, values in attack.score(gallery, batch, batch_targets, adversarial_embeddings).items():
                 adversarial[score].append(values.cpu())
-            if n_saved < save_images:
-                saved.append(result.images[: save_images - n_saved].cpu())
+            if n_saved < to_save:
+                saved.append(result.images[: to_save - n_saved].cpu())
                 n_saved += len(saved[-1])
             bar.update(len(batch))
 
     per_query: dict[str, np.ndarray] = {"index": queries.cpu().numpy(), "targets": targets.cpu().numpy()}
     for score in attack.scores:
-        per_query[f"{score}/clean"] = _concat(clean[score])
-        per_query[f"{score}/adversarial"] = _concat(adversarial[score])
+        per_query[f"{score}/clean"] = world.gather(_concat(clean[score])).numpy()
+        per_query[f"{score}/adversarial"] = world.gather(_concat(adversarial[score])).numpy()
+    kept = world.gather(torch.cat(saved) if saved else torch.empty(0))
     return AttackResult(
         name=attack.name,
         clean={score: _mean(per_query[f"{score}/clean"]) for score in attack.scores},
         adversarial={score: _mean(per_query[f"{score}/adversarial"]) for score in attack.scores},
         per_query=per_query,
-        images=torch.cat(saved) if saved else None,
-        n_queries=n_queries,
+        images=kept if len(kept) else None,
+        n_queries=len(queries),
     )
+
+
+def _batches(images: Tensor | Dataset, shard: range, batch_size: int) -> Iterator[Tensor]:
+    """The images of items ``shard``, ``batch_size`` at a time, read from a Dataset only when asked for."""
+    if isinstance(images, Tensor):
+        return (images[start : min(start + batch_size, shard.stop)] for start in shard[::batch_size])
+    return (batch for batch, _ in DataLoader(Subset(images, shard), batch_size=batch_size))
+
+
+def _skip_random_starts(generator: torch.Generator, budget: AttackBudget, n_batches: int, batch_images: Tensor) -> None:
+    """Draw what the random starts of the ``n_batches`` (full) batches before this shard drew from ``generator``.
+
+    ``pgd`` draws one uniform tensor of its batch's shape when it starts at
+    random and takes a step; a shard that starts later draws those first, so
+    its random starts are those of one process attacking every batch in turn.
+    """
+    if not (budget.random_start and budget.eps > 0 and budget.step_size > 0 and budget.steps > 0):
+        return
+    shape = (budget.batch_size, *batch_images.shape[1:])
+    for _ in range(n_batches):
+        torch.rand(shape, generator=generator, device=generator.device)
 
 
 def _model_device(model: nn.Module, default: torch.device) -> torch.device:
@@ -217,8 +263,8 @@ def _model_device(model: nn.Module, default: torch.device) -> torch.device:
     return default if parameter is None else parameter.device
 
 
-def _concat(chunks: list[Tensor]) -> np.ndarray:
-    return torch.cat(chunks).numpy() if chunks else np.zeros(0)
+def _concat(chunks: list[Tensor]) -> Tensor:
+    return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
 
 
 def _mean(values: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""``catride attack``: every ranking attack of ``attack.names`` on one model, in one process."""
+"""``catride attack``: every ranking attack of ``attack.names`` on one model, in one process (or several under torchrun)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 import pandas as pd
+import torch
 
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import (
@@ -27,7 +28,8 @@ from catride_core.commands.common import (
     start,
 )
 from catride_core.config import resolved
-from catride_core.data.prepared import stack_split
+from catride_core.data.prepared import build_dataset
+from catride_core.distributed import distributed
 
 
 def per_query_table(result: AttackResult) -> pd.DataFrame:
@@ -47,18 +49,24 @@ def per_query_table(result: AttackResult) -> pd.DataFrame:
               help="folder to write, per attack: <name>.json (means), <name>.csv (per query), <name>.pt (images)")
 @PROGRESS_OPTION
 def attack(params_path: str, data_dir: str, checkpoint: str, out_dir: str, progress: bool) -> None:
-    """Run every attack of attack.names (docs/method.md section 5) on the test images of a model."""
+    """Run every attack of attack.names (docs/method.md section 5) on the test images of a model.
+
+    Under ``torchrun --nproc_per_node N`` the work is shared by N processes (README "Several processes").
+    """
     params, device = start(params_path)
     ensure_writable(out_dir)
     cfg = params.attack
     data = load_prepared(data_dir)
-    model, _ = load_checkpoint(checkpoint, device, data.meta)
-    images, labels = stack_split(data, "test")
     budget = AttackBudget(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.steps, random_start=cfg.random_start,
                           batch_size=cfg.batch_size, candidates_per_query=cfg.candidates_per_query,
                           queries_per_candidate=cfg.queries_per_candidate)
-    results = run_attacks(cfg.names, model, images.to(device), labels.to(device), budget, params.base.seed,
-                          max_queries=cfg.max_queries, save_images=cfg.save_images, progress=progress)
+    with distributed(device) as world:
+        model, _ = load_checkpoint(checkpoint, device, data.meta)
+        test_set = build_dataset(data, "test", train=False)
+        results = run_attacks(cfg.names, model, test_set, torch.as_tensor(test_set.labels), budget, params.base.seed,
+                              max_queries=cfg.max_queries, save_images=cfg.save_images, progress=progress, world=world)
+    if not world.is_main:
+        return
     with atomic_path(out_dir, directory=True) as folder:
         for name, result in results.items():
             write_json(folder / f"{name}.json", {

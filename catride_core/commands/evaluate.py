@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import click
-import torch
 
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import ensure_writable, rounded, write_json
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, stage, start
 from catride_core.data.prepared import build_dataset
+from catride_core.distributed import distributed
 from catride_core.errors import ParamsError
-from catride_core.models.embedding import embed
 from catride_core.retrieval.evaluation import benign_metrics
 
 
@@ -21,19 +20,25 @@ from catride_core.retrieval.evaluation import benign_metrics
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="model to evaluate")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), required=True, help="metrics JSON to write")
 def evaluate(params_path: str, data_dir: str, checkpoint: str, metrics_path: str) -> None:
-    """Benign retrieval metrics of a model on the test split: R@K, mAP, mAP@R, NMI (in %), collapse diagnostics."""
+    """Benign retrieval metrics of a model on the test split: R@K, mAP, mAP@R, NMI (in %), collapse diagnostics.
+
+    Under ``torchrun --nproc_per_node N`` the work is shared by N processes (README "Several processes").
+    """
     params, device = start(params_path)
     ensure_writable(metrics_path)
     cfg = params.evaluate
     data = load_prepared(data_dir)
-    model, _ = load_checkpoint(checkpoint, device, data.meta)
-    test_set = build_dataset(data, "test", train=False)
-    too_deep = [k for k in cfg.recall_at if k > len(test_set) - 1]
-    if too_deep:
-        raise ParamsError(f"{params_path}: evaluate.recall_at: R@{too_deep[0]} asked of a gallery of "
-                          f"{len(test_set) - 1} items (the test split without the query)")
-    embeddings = embed(model, test_set, cfg.batch_size, device)
-    metrics = rounded(benign_metrics(embeddings, torch.as_tensor(test_set.labels), cfg.recall_at, cfg.block_size,
-                                     cfg.diagnostic_inverse_temperature, params.base.seed))
+    with distributed(device) as world:
+        model, _ = load_checkpoint(checkpoint, device, data.meta)
+        test_set = build_dataset(data, "test", train=False)
+        too_deep = [k for k in cfg.recall_at if k > len(test_set) - 1]
+        if too_deep:
+            raise ParamsError(f"{params_path}: evaluate.recall_at: R@{too_deep[0]} asked of a gallery of "
+                              f"{len(test_set) - 1} items (the test split without the query)")
+        metrics = benign_metrics(model, test_set, cfg.batch_size, device, cfg.recall_at, cfg.block_size,
+                                 cfg.diagnostic_inverse_temperature, params.base.seed, world)
+    if not world.is_main:
+        return
+    metrics = rounded(metrics)
     write_json(metrics_path, metrics)
     click.echo(" ".join(f"{key} {value:.2f}" for key, value in metrics.items()))

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from catride_core.data.images import DecodedImageDataset, FileImageDataset
 from catride_core.errors import DataError
@@ -62,10 +62,6 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index].float().div_(255.0), int(self.labels[index])
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All images as float [0, 1] and all labels, at once (small datasets only)."""
-        return self.images.float().div_(255.0), self.labels
-
 
 def build_dataset(data: PreparedData, split: Split, train: bool) -> Dataset:
     """A torch Dataset of one split; ``train`` selects the training transforms.
@@ -85,17 +81,3 @@ def build_dataset(data: PreparedData, split: Split, train: bool) -> Dataset:
     paths = data.manifest["path"].to_numpy()[rows].tolist()
     return FileImageDataset(data.meta["root"], paths, labels, int(data.meta["image_size"]), train=train)
 
-
-def stack_split(data: PreparedData, split: Split, batch_size: int = 64, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split as a single tensor of test-transformed images, and its labels.
-
-    Attacks take the whole test split at once; at 224 px this holds N x 3 x 224 x 224 floats.
-
-    Shape:
-        returns (N, C, H, W) float in [0, 1] and (N,) int64
-    """
-    dataset = build_dataset(data, split, train=False)
-    if isinstance(dataset, TensorImageDataset):
-        return dataset.tensors()
-    batches = list(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers))
-    return torch.cat([images for images, _ in batches]), torch.cat([labels for _, labels in batches])

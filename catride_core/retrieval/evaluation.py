@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -10,24 +11,79 @@ from torch.utils.data import Dataset
 
 from catride_core.models.embedding import embed
 from catride_core.retrieval.collapse import collapse_diagnostics
-from catride_core.retrieval.metrics import recall_at_1, retrieval_metrics
+from catride_core.retrieval.metrics import nmi, rank_metrics, recall_at_1
+
+if TYPE_CHECKING:
+    # only the evaluate stage passes a World (the training stages never load catride_core.distributed)
+    from catride_core.distributed import World
 
 
 def benign_metrics(
-    embeddings: Tensor,
-    labels: Tensor,
+    model: nn.Module,
+    test_set: Dataset,
+    batch_size: int,
+    device: torch.device,
     recall_at: Sequence[int],
     block_size: int,
     diagnostic_inverse_temperature: float,
     seed: int,
-) -> dict[str, float]:
+    world: World,
+) -> dict[str, float] | None:
     """R@K, mAP, mAP@R and NMI (in %) of a test set ranked against itself, and its collapse diagnostics.
 
-    Shape:
-        embeddings: (N, D); labels: (N,)
+    The test set is embedded ``batch_size`` images at a time and ranked
+    ``block_size`` queries at a time. With several processes each embeds its
+    shard of whole batches and ranks its shard of whole blocks against the
+    gathered gallery; the first process gathers the per-query values and
+    computes the means, NMI and the diagnostics on all embeddings, so the
+    result is that of one process.
+
+    Returns:
+        the metrics on the first process (``world.is_main``), None on the others.
     """
-    metrics = retrieval_metrics(embeddings, labels, recall_at, block_size, seed)
+    embeddings = world.embed(model, test_set, batch_size, device)
+    labels = torch.as_tensor(test_set.labels)
+    queries = world.shard(len(labels), block_size)
+    per_query = {name: world.gather(values)
+                 for name, values in query_metrics(embeddings, labels, recall_at, block_size, queries).items()}
+    if not world.is_main:
+        return None
+    metrics = summary_metrics(per_query, embeddings, labels, recall_at, seed)
     return metrics | collapse_diagnostics(embeddings, labels, diagnostic_inverse_temperature, seed)
+
+
+def query_metrics(
+    embeddings: Tensor, labels: Tensor, recall_at: Sequence[int], block_size: int, queries: range | None = None
+) -> dict[str, Tensor]:
+    """Per-query R@K, AP and AP@R of the test items ``queries`` (all by default) against the whole test set.
+
+    The per-query part of ``metrics.retrieval_metrics``: each query's own item
+    is excluded by index (``metrics.rank_metrics``).
+
+    Shape:
+        embeddings: (N, D); labels: (N,) -> each (len(queries),) float64
+    """
+    queries = range(len(labels)) if queries is None else queries
+    own = torch.arange(queries.start, queries.stop, device=embeddings.device)
+    rows = slice(queries.start, queries.stop)
+    return rank_metrics(embeddings[rows], labels[rows], embeddings, labels, own, recall_at, block_size)
+
+
+def summary_metrics(
+    per_query: dict[str, Tensor], embeddings: Tensor, labels: Tensor, recall_at: Sequence[int], seed: int
+) -> dict[str, float]:
+    """The summary part of ``metrics.retrieval_metrics``: per-query means and NMI, in %, rounded to 4 decimals.
+
+    ``per_query`` is ``query_metrics`` of every test item, in order, so the
+    result equals ``retrieval_metrics(embeddings, labels, recall_at, ...)``.
+    """
+    means = {f"R@{k}": per_query[f"R@{k}"].mean() for k in recall_at}
+    means["mAP"] = per_query["AP"].mean()
+    means["mAP@R"] = per_query["AP@R"].mean()
+    summary = {name: round(100.0 * value.item(), 4) for name, value in means.items()}
+    n_classes = int(labels.unique().numel())
+    summary["NMI"] = round(100.0 * nmi(embeddings, labels, n_classes, seed), 4)
+    return summary
 
 
 def epoch_metrics(

@@ -3,9 +3,12 @@ import pytest
 import torch
 from torch import nn
 
+from catride_core import distributed
 from catride_core.attacks import runner
 from catride_core.attacks.base import AttackBudget, Gallery
 from catride_core.attacks.runner import build_attack, run_attacks
+from catride_core.data.prepared import TensorImageDataset
+from catride_core.distributed import World
 from catride_core.names import ATTACK_SCORES, ATTACKS, SCORES
 
 BUDGET = AttackBudget(eps=0.15, step_size=0.02, steps=10, batch_size=16)
@@ -135,7 +138,7 @@ def test_several_attacks_equal_separate_runs_and_embed_the_gallery_once(monkeypa
     images, labels = toy_data
     budget = AttackBudget(0.15, 0.02, 10, random_start=True, batch_size=16)  # the start draws from the seed too
     embedded = []
-    real_embed = runner.embed
+    real_embed = distributed.embed
 
     def counting_embed(model, images, **options):
         embedded.append(len(images))
@@ -143,7 +146,7 @@ def test_several_attacks_equal_separate_runs_and_embed_the_gallery_once(monkeypa
 
     separate = {name: _run(name, angle_embedder(), images, labels, budget, seed=3, save_images=5)
                 for name in ("qa_plus", "tma")}
-    monkeypatch.setattr(runner, "embed", counting_embed)
+    monkeypatch.setattr(distributed, "embed", counting_embed)
     together = run_attacks(["qa_plus", "tma"], angle_embedder(), images, labels, budget, 3, save_images=5)
     assert embedded == [len(images)]  # one gallery for both attacks
     assert list(together) == ["qa_plus", "tma"]
@@ -192,3 +195,65 @@ def test_run_attacks_restores_the_mode_and_leaves_parameters_alone(training):
     for name, p in model.named_parameters():
         assert p.grad is None
         assert torch.equal(p, before[name])
+
+
+class RecordingDataset(TensorImageDataset):
+    """uint8 images served one item at a time, as the attack stage reads them, recording every index read."""
+
+    def __init__(self, images, labels):
+        super().__init__(images, labels)
+        self.reads = []
+
+    def __getitem__(self, index):
+        self.reads.append(int(index))
+        return super().__getitem__(index)
+
+
+def _uint8_toy(toy_data):
+    images, labels = toy_data
+    pixels = (images * 255).round().to(torch.uint8).numpy()
+    return RecordingDataset(pixels, labels.numpy()), torch.from_numpy(pixels).float().div_(255.0), labels
+
+
+def test_a_dataset_read_batch_by_batch_gives_exactly_the_stacked_tensors_results(angle_embedder, toy_data):
+    dataset, stacked, labels = _uint8_toy(toy_data)
+    budget = AttackBudget(0.15, 0.02, 4, random_start=True, batch_size=7)  # 30 queries: batches of 7, 7, 7, 7, 2
+    options = {"max_queries": 30, "save_images": 10}
+    from_tensor = run_attacks(ATTACKS, angle_embedder(), stacked, labels, budget, 4, **options)
+    from_dataset = run_attacks(ATTACKS, angle_embedder(), dataset, labels, budget, 4, **options)
+    for name in ATTACKS:
+        _assert_same(from_tensor[name], from_dataset[name])
+        assert from_dataset[name].clean == from_tensor[name].clean
+        assert from_dataset[name].adversarial == from_tensor[name].adversarial
+        assert torch.equal(from_dataset[name].images, from_tensor[name].images)
+    # the gallery is read once, then each attack reads its 30 queries, in order, as it attacks them
+    assert dataset.reads == list(range(40)) + list(range(30)) * len(ATTACKS)
+
+
+class OneShardOf(World):
+    """Process ``rank`` of ``size`` run alone: the whole gallery, its own shard of the queries, nothing gathered."""
+
+    def embed(self, model, images, batch_size, device):
+        return World().embed(model, images, batch_size, device)
+
+    def gather(self, rows):
+        return rows
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_shards_of_whole_batches_concatenate_to_the_one_process_result(size, angle_embedder, toy_data):
+    # random starts too: a later shard first draws what the earlier shards' starts drew
+    images, labels = toy_data
+    budget = AttackBudget(0.15, 0.02, 4, random_start=True, batch_size=6)  # 40 queries: 7 batches, the last of 4
+    one = run_attacks(["qa_plus", "es"], angle_embedder(), images, labels, budget, 2, save_images=20)
+    shards = [run_attacks(["qa_plus", "es"], angle_embedder(), images, labels, budget, 2, save_images=20,
+                          world=OneShardOf(rank, size)) for rank in range(size)]
+    for name, result in one.items():
+        for key, values in result.per_query.items():
+            parts = [shard[name].per_query[key] for shard in shards]
+            if key in ("index", "targets"):  # every process holds every query's targets
+                assert all(np.array_equal(part, values) for part in parts), key
+            else:
+                assert np.array_equal(np.concatenate(parts), values), key
+        saved = torch.cat([shard[name].images for shard in shards if shard[name].images is not None])
+        assert torch.equal(saved, result.images)

@@ -13,7 +13,7 @@ from layouts import make_cub
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.prepare import prepare
 from catride_core.data.images import DecodedImageDataset
-from catride_core.data.prepared import build_dataset, stack_split
+from catride_core.data.prepared import build_dataset
 
 
 def run_prepare(tmp_path, prepare_params, *options):
@@ -31,9 +31,16 @@ def test_prepare_writes_a_decode_cache_that_serves_the_file_images(tmp_path):
     data = load_prepared(out)
     assert np.load(data.decoded, mmap_mode="r").shape == (8, 3, 256, 256)
     assert isinstance(build_dataset(data, "train", train=True), DecodedImageDataset)
-    cached, cached_labels = stack_split(data, "test")
-    files, file_labels = stack_split(replace(data, decoded=None), "test")
+    cached, cached_labels = stacked_test_split(data)
+    files, file_labels = stacked_test_split(replace(data, decoded=None))
     assert cached.shape == (4, 3, 224, 224) and torch.equal(cached, files) and torch.equal(cached_labels, file_labels)
+
+
+def stacked_test_split(data):
+    """Every test image (test transform) and label, stacked."""
+    dataset = build_dataset(data, "test", train=False)
+    items = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
 def test_an_unreadable_image_stops_the_cache_with_one_line_and_writes_nothing(tmp_path):

@@ -54,7 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000], help="gallery sizes N (multiples of 200)")
     parser.add_argument("--embedding-dim", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=64, help="attack.batch_size: images embedded and attacked at once")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="attack.batch_size: images embedded and attacked at once")
     parser.add_argument("--max-queries", type=int, default=8)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--attack", default="es")
@@ -125,9 +126,10 @@ def main() -> None:
     (n_low, low, _), (n_high, high, _) = rows[0], rows[-1]
     if n_high > n_low:
         growth = (high - low) / (n_high - n_low)
-        print(f"\ngrowth: {growth / 1024:.1f} KiB per gallery image (embeddings: {args.embedding_dim * 4 / 1024:.1f} KiB, "
-              f"one stacked float image: {IMAGE_BYTES / 1024:.0f} KiB)")
-        print(f"extrapolated to {SOP_TEST_IMAGES:,} images: {(low + growth * (SOP_TEST_IMAGES - n_low)) / 2**30:.2f} GiB "
+        extrapolated = low + growth * (SOP_TEST_IMAGES - n_low)
+        print(f"\ngrowth: {growth / 1024:.1f} KiB per gallery image (embeddings: "
+              f"{args.embedding_dim * 4 / 1024:.1f} KiB, one stacked float image: {IMAGE_BYTES / 1024:.0f} KiB)")
+        print(f"extrapolated to {SOP_TEST_IMAGES:,} images: {extrapolated / 2**30:.2f} GiB "
               f"(the split as one float tensor alone: {SOP_TEST_IMAGES * IMAGE_BYTES / 2**30:.1f} GiB)")
 
 

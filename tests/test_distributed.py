@@ -43,7 +43,7 @@ def launch(*words, processes=None):
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([*launcher, *map(str, words)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -75,5 +75,6 @@ def test_evaluate_and_attack_on_two_processes_write_the_bytes_of_one(tmp_path):
         lines = printed.splitlines()
         assert sum(line.startswith(("R@1 ", "gtt: ", "-> ")) for line in lines) == 3  # only rank 0 reports
         outputs[processes] = files(out)
-    assert set(outputs[None]) == {"benign.json"} | {f"attacks/{n}.{ext}" for n in ATTACKS for ext in ("json", "csv", "pt")}
+    attack_files = {f"attacks/{name}.{ext}" for name in ATTACKS for ext in ("json", "csv", "pt")}
+    assert set(outputs[None]) == {"benign.json"} | attack_files
     assert outputs[2] == outputs[None]

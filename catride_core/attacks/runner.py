@@ -150,7 +150,8 @@ def run_attacks(
         raise ValueError(f"attacks must not repeat; repeated: {repeated}")
     if isinstance(images, Tensor):
         if images.ndim != 4 or labels.shape != images.shape[:1]:
-            raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)} must be (N, C, H, W) and (N,)")
+            raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)} "
+                             "must be (N, C, H, W) and (N,)")
         device = _model_device(model, images.device)
     else:
         if labels.shape != (len(images),):

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from catride_core.models.embedding import embed
 from catride_core.retrieval.collapse import collapse_diagnostics
-from catride_core.retrieval.metrics import nmi, rank_metrics, recall_at_1
+from catride_core.retrieval.metrics import rank_metrics, recall_at_1, summary_metrics
 
 if TYPE_CHECKING:
     # only the evaluate stage passes a World (the training stages never load catride_core.distributed)
@@ -67,23 +67,6 @@ def query_metrics(
     own = torch.arange(queries.start, queries.stop, device=embeddings.device)
     rows = slice(queries.start, queries.stop)
     return rank_metrics(embeddings[rows], labels[rows], embeddings, labels, own, recall_at, block_size)
-
-
-def summary_metrics(
-    per_query: dict[str, Tensor], embeddings: Tensor, labels: Tensor, recall_at: Sequence[int], seed: int
-) -> dict[str, float]:
-    """The summary part of ``metrics.retrieval_metrics``: per-query means and NMI, in %, rounded to 4 decimals.
-
-    ``per_query`` is ``query_metrics`` of every test item, in order, so the
-    result equals ``retrieval_metrics(embeddings, labels, recall_at, ...)``.
-    """
-    means = {f"R@{k}": per_query[f"R@{k}"].mean() for k in recall_at}
-    means["mAP"] = per_query["AP"].mean()
-    means["mAP@R"] = per_query["AP@R"].mean()
-    summary = {name: round(100.0 * value.item(), 4) for name, value in means.items()}
-    n_classes = int(labels.unique().numel())
-    summary["NMI"] = round(100.0 * nmi(embeddings, labels, n_classes, seed), 4)
-    return summary
 
 
 def epoch_metrics(

@@ -389,13 +389,7 @@ def retrieval_metrics(
     """
     own = torch.arange(embeddings.shape[0], device=embeddings.device)
     per_query = rank_metrics(embeddings, labels, embeddings, labels, own, recall_at, block_size)
-    means = {f"R@{k}": per_query[f"R@{k}"].mean() for k in recall_at}
-    means["mAP"] = per_query["AP"].mean()
-    means["mAP@R"] = per_query["AP@R"].mean()
-    summary = {name: round(100.0 * value.item(), 4) for name, value in means.items()}
-    n_classes = int(labels.unique().numel())
-    summary["NMI"] = round(100.0 * nmi(embeddings, labels, n_classes, seed), 4)
-    return summary
+    return summary_metrics(per_query, embeddings, labels, recall_at, seed)
 
 
 def _check_inputs(
@@ -423,3 +417,20 @@ def _check_inputs(
             raise ValueError(f"exclude must hold gallery indices in [-1, {n_gallery})")
     if not (bool(torch.isfinite(queries).all()) and bool(torch.isfinite(gallery).all())):
         raise ValueError("non-finite embeddings")
+
+
+def summary_metrics(
+    per_query: dict[str, Tensor], embeddings: Tensor, labels: Tensor, recall_at: Sequence[int], seed: int
+) -> dict[str, float]:
+    """The summary of ``rank_metrics`` of every test item (in order) and NMI, in %, rounded to 4 decimals.
+
+    What ``retrieval_metrics`` returns; the ``evaluate`` stage calls it on
+    per-query values gathered from several processes.
+    """
+    means = {f"R@{k}": per_query[f"R@{k}"].mean() for k in recall_at}
+    means["mAP"] = per_query["AP"].mean()
+    means["mAP@R"] = per_query["AP@R"].mean()
+    summary = {name: round(100.0 * value.item(), 4) for name, value in means.items()}
+    n_classes = int(labels.unique().numel())
+    summary["NMI"] = round(100.0 * nmi(embeddings, labels, n_classes, seed), 4)
+    return summary

@@ -9,12 +9,8 @@ from torch import nn
 from catride_core.data.prepared import TensorImageDataset
 from catride_core.distributed import World
 from catride_core.retrieval.collapse import collapse_diagnostics
-from catride_core.retrieval.evaluation import (
-    benign_metrics,
-    query_metrics,
-    summary_metrics,
-)
-from catride_core.retrieval.metrics import retrieval_metrics
+from catride_core.retrieval.evaluation import benign_metrics, query_metrics
+from catride_core.retrieval.metrics import retrieval_metrics, summary_metrics
 
 RECALL_AT = (1, 2, 4)
 

@@ -42,7 +42,7 @@ INTERRUPTED_EXIT = 130
 
 
 class Interrupted(Exception):
-    """SIGTERM arrived: unwind (temporary files are removed on the way) and exit."""
+    """SIGINT or SIGTERM arrived: unwind (temporary files are removed on the way) and exit."""
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
@@ -77,19 +77,20 @@ class StageCommand(click.Command):
     """
 
     def invoke(self, ctx: click.Context) -> Any:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        # both signals handled here, whatever the disposition inherited (a background job ignores SIGINT)
+        previous = {signum: signal.signal(signum, _raise_interrupted) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             return super().invoke(ctx)
         except CatrideError as exc:
             click.echo(f"error: {user_message(exc)}", err=True)
             ctx.exit(exc.exit_code)
-        except (KeyboardInterrupt, Interrupted) as exc:
-            name = str(exc) if isinstance(exc, Interrupted) else "SIGINT"
-            click.echo(f"interrupted by {name}: stopped, no output written", err=True)
+        except Interrupted as exc:
+            click.echo(f"interrupted by {exc}: stopped, no output written", err=True)
             sys.stderr.flush()
             ctx.exit(INTERRUPTED_EXIT)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def stage(function: Callable[..., Any]) -> click.Command:

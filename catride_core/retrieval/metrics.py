@@ -6,7 +6,7 @@ removed from its ranking *by index*, so duplicates of it stay in the list.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import faiss
@@ -210,7 +210,7 @@ def _squared_bounds(distances: Tensor) -> tuple[Tensor, Tensor]:
     finite = distances.isfinite()
     start = torch.where(finite, distances * distances, torch.inf)
 
-    def step(bound: Tensor, direction: float, keep_going) -> Tensor:
+    def step(bound: Tensor, direction: float, keep_going: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
         for _ in range(64):
             moved = torch.nextafter(bound, torch.full_like(bound, direction))
             going = finite & keep_going(bound, moved)

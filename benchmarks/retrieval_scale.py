@@ -8,7 +8,7 @@ the evaluate stage. Two label structures:
 - ``sop``: Stanford Online Products' test split, 60,502 items in 11,316 classes
   of 2 to about 15 (each class 2 items, plus 37,870 spread uniformly at random),
   so R is about 4.3;
-- ``cub``: 10 classes of 6,050 items (CUB/MNIST-like), R = 6,049.
+- ``cub``: 10 classes of 6,050 items (CUB/MNIST-like; 60,500 items), R = 6,049.
 
 Each measurement runs in a fresh process, so that the peak RSS of one does not
 hide in another's: R@K + mAP + mAP@R (``rank_metrics``), one plain faiss
@@ -55,9 +55,8 @@ def synthetic_set(structure: str, n_items: int, dim: int, seed: int) -> tuple[to
         sizes = 2 + torch.bincount(chosen, minlength=n_classes)
     else:
         sizes = torch.full((CUB_CLASSES,), n_items // CUB_CLASSES)
-        sizes[: n_items % CUB_CLASSES] += 1
     labels = torch.arange(len(sizes)).repeat_interleave(sizes)
-    return embeddings, labels[torch.randperm(n_items, generator=generator)]
+    return embeddings[: len(labels)], labels[torch.randperm(len(labels), generator=generator)]
 
 
 def peak_rss_mib() -> float:
@@ -68,7 +67,7 @@ def peak_rss_mib() -> float:
 def measure(structure: str, what: str, n_items: int, dim: int, block_size: int, seed: int) -> dict:
     """One measurement, meant to run alone in its process."""
     embeddings, labels = synthetic_set(structure, n_items, dim, seed)
-    n_classes = int(labels.unique().numel())
+    n_items, n_classes = len(labels), int(labels.unique().numel())
     data_rss = peak_rss_mib()
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -102,8 +101,11 @@ def run_in_fresh_process(structure: str, what: str, args: argparse.Namespace) ->
 
 
 def table(results: dict[tuple[str, str], dict]) -> str:
-    header = "| labels | items | classes | R@K + mAP + mAP@R | peak RSS | faiss top-10 search | ratio | NMI | NMI peak RSS |"
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    columns = [
+        "labels", "items", "classes", "R@K + mAP + mAP@R", "peak RSS", "faiss top-10 search", "ratio", "NMI",
+        "NMI peak RSS",
+    ]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for structure in dict.fromkeys(key[0] for key in results):
         ranks, search = results[(structure, "rank_metrics")], results[(structure, "faiss")]
         clustering = results.get((structure, "nmi"))
@@ -113,7 +115,8 @@ def table(results: dict[tuple[str, str], dict]) -> str:
         lines.append(
             f"| {structure} | {ranks['items']:,} | {ranks['classes']:,} | {ranks['seconds']:.1f} s "
             f"| {ranks['peak_rss_mib'] / 1024:.2f} GB | {search['seconds']:.1f} s "
-            f"(peak {search['peak_rss_mib'] / 1024:.2f} GB) | {ranks['seconds'] / search['seconds']:.2f}x | {nmi_cells} |"
+            f"(peak {search['peak_rss_mib'] / 1024:.2f} GB) | {ranks['seconds'] / search['seconds']:.2f}x "
+            f"| {nmi_cells} |"
         )
     return "\n".join(lines)
 
@@ -121,7 +124,7 @@ def table(results: dict[tuple[str, str], dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--structures", nargs="+", choices=("sop", "cub"), default=["sop", "cub"])
-    parser.add_argument("--items", type=int, default=SOP_ITEMS, help="items (queries = gallery)")
+    parser.add_argument("--items", type=int, default=SOP_ITEMS, help="queries = gallery; cub: 10 x (items // 10)")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--block-size", type=int, default=1024, help="evaluate.block_size")
     parser.add_argument("--seed", type=int, default=0)
@@ -141,7 +144,8 @@ def main() -> None:
             result = run_in_fresh_process(structure, what, args)
             results[(structure, what)] = result
             print(
-                f"{structure:4s} {what:13s} {result['seconds']:8.1f} s  peak RSS {result['peak_rss_mib']:6.0f} MiB "
+                f"{structure:4s} {what:13s} {result['seconds']:8.1f} s  "
+                f"peak RSS {result['peak_rss_mib']:6.0f} MiB "
                 f"(data alone {result['data_rss_mib']:.0f} MiB)  load {result['load_before']:.2f} -> "
                 f"{result['load_after']:.2f}  {result['values']}",
                 flush=True,

@@ -6,7 +6,8 @@ removed from its ranking *by index*, so duplicates of it stay in the list.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -15,7 +16,8 @@ from torch import Tensor
 
 from catride_core.retrieval.knn import nearest_neighbors
 
-# k-means iterations of NMI: faiss's default, the value NMI has always used
+# k-means iterations of NMI, at most: faiss's default, the value NMI has always
+# used (faiss stops earlier once an iteration leaves the objective unchanged)
 KMEANS_ITERATIONS = 25
 
 # Above this mean number of relevant items per query (over a block), one
@@ -69,7 +71,10 @@ def rank_metrics(
     so that on CPU the ranking does not depend on ``block_size`` (the matrix
     product rounds the rows of an incomplete panel differently). Queries are
     ranked ``block_size`` at a time, on the queries' device: memory is
-    O(block_size * G).
+    O(block_size * G). The gallery is counted on squared distances, before
+    their square root: ``_squared_bounds`` turns each relevant distance into
+    the exact range of squared values that round to it, so no comparison
+    changes and a (B, G) square root is saved.
 
     Args:
         queries: Shape: (Q, D)
@@ -120,40 +125,54 @@ def rank_metrics(
     # one set of (B, G) buffers for all blocks: fresh ones cost more than the arithmetic
     padded_width = -(-width // _PRODUCT_ROWS) * _PRODUCT_ROWS
     products = torch.empty(padded_width, n_gallery, dtype=torch.float64, device=device)
-    distances = torch.empty(width, n_gallery, dtype=torch.float64, device=device)
+    squared_buffer = torch.empty(width, n_gallery, dtype=torch.float64, device=device)
     gallery_norms = (gallery * gallery).sum(1)
     for start in range(0, n_queries, block_size):
         rows = order[start : start + block_size]
         b = len(rows)
-        block_distances = _block_distances(
-            queries[rows].to(torch.float64), gallery, gallery_norms, products, distances[:b]
+        squared = _block_squared_distances(
+            queries[rows].to(torch.float64), gallery, gallery_norms, products, squared_buffer[:b]
         )
         own = exclude[rows]
         with_own = (own >= 0).nonzero().squeeze(1)
         # the own item is ahead of no one and relevant to no one; a duplicate of it keeps its place
-        block_distances[with_own, own[with_own]] = torch.inf
-        thresholds, items = _sorted_relevant(
-            block_distances, by_label, segment_start[rows], segment_size[rows], own
-        )
+        squared[with_own, own[with_own]] = torch.inf
+        relevant = _sorted_relevant(squared, by_label, segment_start[rows], segment_size[rows], own)
         if int(n_relevant[rows].sum()) <= _MAX_MEAN_R_FOR_COUNTING * b:
-            ranks = _ranks_by_counting(block_distances, thresholds, items, n_relevant[rows], products[:b])
+            ranks = _ranks_by_counting(squared, relevant, n_relevant[rows], products[:b])
         else:
-            ranks = _ranks_by_search(
-                block_distances, thresholds, items, n_relevant[rows], products[:b].view(torch.long)
-            )
+            ranks = _ranks_by_search(squared, relevant, n_relevant[rows], products[:b].view(torch.long))
         for name, values in _metrics_from_ranks(ranks, n_relevant[rows], recall_at).items():
             out[name][rows] = values
     return out
 
 
-def _block_distances(
+class _Relevant(NamedTuple):
+    """Each query's relevant items in rank order (by distance, ties by gallery index).
+
+    Row i holds its R_i relevant items first, then padding: infinite distances
+    and bounds. ``lower`` and ``upper`` bound the squared distances that round
+    to each distance (``_squared_bounds``).
+
+    Shape:
+        each (B, max R_i)
+    """
+
+    distances: Tensor
+    items: Tensor
+    lower: Tensor
+    upper: Tensor
+
+
+def _block_squared_distances(
     queries: Tensor, gallery: Tensor, gallery_norms: Tensor, products: Tensor, out: Tensor
 ) -> Tensor:
-    """``pairwise_distances(queries, gallery)`` written into given buffers.
+    """What ``pairwise_distances(queries, gallery)`` computes before its clamp and square root.
 
-    Same float64 operations in the same order (|x|^2 + |y|^2, minus 2 x.y,
-    clamped, square root), without the five (B, G) temporaries; the product is
-    taken on the queries padded with zero rows to a multiple of
+    Same float64 operations in the same order (|x|^2 + |y|^2, minus 2 x.y),
+    written into given buffers instead of (B, G) temporaries; ``_distance``
+    finishes any of them into the distance ``pairwise_distances`` returns. The
+    product is taken on the queries padded with zero rows to a multiple of
     ``_PRODUCT_ROWS``, so each row's values do not depend on B.
 
     Shape:
@@ -168,62 +187,99 @@ def _block_distances(
         queries_padded = queries
     torch.mm(queries_padded, gallery.T, out=products[:padded])
     torch.add((queries * queries).sum(1, keepdim=True), gallery_norms[None, :], out=out)
-    return out.sub_(products[:b], alpha=2.0).clamp_min_(0.0).sqrt_()
+    return out.sub_(products[:b], alpha=2.0)
+
+
+def _distance(squared: Tensor) -> Tensor:
+    """The distance ``pairwise_distances`` makes of a squared distance: clamped at 0, square root."""
+    return squared.clamp_min(0.0).sqrt()
+
+
+def _squared_bounds(distances: Tensor) -> tuple[Tensor, Tensor]:
+    """The squared distances s that ``_distance`` turns into each distance t: lower <= s <= upper.
+
+    The square root is correctly rounded and monotone, so for every s:
+    ``_distance(s) < t`` exactly when ``s < lower``, and ``_distance(s) <= t``
+    exactly when ``s <= upper``. t * t lies a few floats from both ends, which
+    are found by stepping one float at a time. For t = 0 every negative s
+    counts as well (lower = -inf); an infinite t gets infinite bounds.
+
+    Shape:
+        distances: any -> 2 x the same
+    """
+    finite = distances.isfinite()
+    start = torch.where(finite, distances * distances, torch.inf)
+
+    def step(bound: Tensor, direction: float, keep_going: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        for _ in range(64):
+            moved = torch.nextafter(bound, torch.full_like(bound, direction))
+            going = finite & keep_going(bound, moved)
+            if not bool(going.any()):
+                return bound
+            bound = torch.where(going, moved, bound)
+        raise RuntimeError("squared-distance bounds did not converge")
+
+    # lower: up while below t, then down while the float below still gives at least t
+    lower = step(start, torch.inf, lambda bound, moved: _distance(bound) < distances)
+    lower = step(lower, -torch.inf, lambda bound, moved: (distances > 0) & (_distance(moved) >= distances))
+    lower = torch.where(finite & (distances == 0), -torch.inf, lower)
+    # upper: down while above t, then up while the float above still gives at most t
+    upper = step(start, -torch.inf, lambda bound, moved: _distance(bound) > distances)
+    upper = step(upper, torch.inf, lambda bound, moved: _distance(moved) <= distances)
+    return lower, upper
 
 
 def _sorted_relevant(
-    distances: Tensor, by_label: Tensor, segment_start: Tensor, segment_size: Tensor, own: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Each query's relevant items in rank order: by distance, ties by gallery index.
-
-    Row i holds its R_i relevant items first, then +inf distances.
+    squared: Tensor, by_label: Tensor, segment_start: Tensor, segment_size: Tensor, own: Tensor
+) -> _Relevant:
+    """Each query's relevant items in rank order, with their distances and squared-distance bounds.
 
     Shape:
-        distances: (B, G), by_label: (G,), the others: (B,) -> 2 x (B, max R_i)
+        squared: (B, G), by_label: (G,), the others: (B,) -> each field (B, max R_i)
     """
     width = int(segment_size.max()) if len(segment_size) else 0
-    columns = torch.arange(width, device=distances.device)
+    columns = torch.arange(width, device=squared.device)
     valid = columns[None, :] < segment_size[:, None]
     items = by_label[(segment_start[:, None] + columns).clamp_max(len(by_label) - 1)]
     valid &= items != own[:, None]
-    item_distances = distances.gather(1, items).masked_fill_(~valid, torch.inf)
+    item_distances = _distance(squared.gather(1, items)).masked_fill_(~valid, torch.inf)
     # the segment is in index order, so a stable sort leaves equal distances by index
-    thresholds, position = item_distances.sort(dim=1, stable=True)
+    distances, position = item_distances.sort(dim=1, stable=True)
     n_kept = int(valid.sum(1).max()) if width else 0
-    return thresholds[:, :n_kept].contiguous(), items.gather(1, position)[:, :n_kept]
+    distances = distances[:, :n_kept].contiguous()
+    lower, upper = _squared_bounds(distances)
+    return _Relevant(distances, items.gather(1, position)[:, :n_kept], lower, upper)
 
 
-def _ranks_by_counting(
-    distances: Tensor, thresholds: Tensor, items: Tensor, n_relevant: Tensor, scratch: Tensor
-) -> Tensor:
-    """Ranks of the relevant items, one counting pass over the gallery per relevant item.
+def _ranks_by_counting(squared: Tensor, relevant: _Relevant, n_relevant: Tensor, scratch: Tensor) -> Tensor:
+    """Ranks of the relevant items, two counting passes over the gallery per relevant item.
 
     Rows must come in order of decreasing ``n_relevant``. Column k of the result
     is the rank of each query's (k+1)-th relevant item (meaningless past R).
 
     Shape:
-        distances: (B, G), thresholds, items: (B, W), n_relevant: (B,), scratch: (B, G) float64 -> (B, W)
+        squared: (B, G), relevant: (B, W) each, n_relevant: (B,), scratch: (B, G) float64 -> (B, W)
     """
-    ranks = torch.zeros(thresholds.shape, dtype=torch.long, device=distances.device)
-    gallery_index = torch.arange(distances.shape[1], device=distances.device)
-    for k, n in enumerate(_rows_per_column(n_relevant, thresholds.shape[1])):
-        block, threshold = distances[:n], thresholds[:n, k : k + 1]
+    ranks = torch.zeros(relevant.items.shape, dtype=torch.long, device=squared.device)
+    gallery_index = torch.arange(squared.shape[1], device=squared.device)
+    for k, n in enumerate(_rows_per_column(n_relevant, relevant.items.shape[1])):
+        block = squared[:n]
         # comparisons written as 0.0 / 1.0 and summed in float64 (exact below 2^53):
         # several times faster than summing a bool tensor
-        closer = torch.lt(block, threshold, out=scratch[:n]).sum(1).long()
-        # the item itself ties with its own distance; anything more is an exact tie
-        equal = torch.eq(block, threshold, out=scratch[:n]).sum(1)
-        tied = (equal > 1).nonzero().squeeze(1)
+        closer = torch.lt(block, relevant.lower[:n, k : k + 1], out=scratch[:n]).sum(1)
+        at_most = torch.le(block, relevant.upper[:n, k : k + 1], out=scratch[:n]).sum(1)
+        # the item itself is at its own distance; anything more is an exact tie
+        tied = (at_most - closer > 1).nonzero().squeeze(1)
+        closer = closer.long()
         if len(tied):
-            earlier = gallery_index[None, :] < items[tied, k : k + 1]
-            closer[tied] += ((block[tied] == threshold[tied]) & earlier).sum(1)
+            same = _distance(block[tied]) == relevant.distances[tied, k : k + 1]
+            earlier = gallery_index[None, :] < relevant.items[tied, k : k + 1]
+            closer[tied] += (same & earlier).sum(1)
         ranks[:n, k] = closer + 1
     return ranks
 
 
-def _ranks_by_search(
-    distances: Tensor, thresholds: Tensor, items: Tensor, n_relevant: Tensor, positions: Tensor
-) -> Tensor:
+def _ranks_by_search(squared: Tensor, relevant: _Relevant, n_relevant: Tensor, positions: Tensor) -> Tensor:
     """Ranks of the relevant items, by placing every gallery item among them.
 
     Each item's position p = the number of relevant items ahead of it; the
@@ -232,32 +288,33 @@ def _ranks_by_search(
     is meaningless past R.
 
     Shape:
-        distances: (B, G), thresholds, items: (B, W), n_relevant: (B,), positions: (B, G) int64 -> (B, W)
+        squared: (B, G), relevant: (B, W) each, n_relevant: (B,), positions: (B, G) int64 -> (B, W)
     """
-    b, width = thresholds.shape
-    device = distances.device
-    torch.searchsorted(thresholds, distances, out=positions)
+    b, width = relevant.items.shape
+    device = squared.device
+    items = relevant.items
+    # relevant items strictly closer: upper < s, as t < distance(s)
+    torch.searchsorted(relevant.upper, squared, out=positions)
     # an item at exactly a relevant item's distance goes after it when its index is larger
-    padding = torch.full((b, 1), torch.inf, dtype=thresholds.dtype, device=device)
-    padded = torch.cat([thresholds, padding], 1)
-    tied = padded.gather(1, positions) == distances
+    padding = torch.full((b, 1), torch.inf, dtype=squared.dtype, device=device)
+    tied = torch.cat([relevant.lower, padding], 1).gather(1, positions) <= squared
     valid = torch.arange(width, device=device)[None, :] < n_relevant[:, None]
     relevant_rows, relevant_columns = valid.nonzero(as_tuple=True)
     # a relevant item ties with itself, and its position is set below: not worth correcting
     tied[relevant_rows, items[relevant_rows, relevant_columns]] = False
     tie_rows, tie_items = tied.nonzero(as_tuple=True)
-    del tied, padded
+    del tied
     # a few ties at a time, so that the (ties, W) comparison stays small
     chunk = max(1, 2**22 // max(width, 1))
     for start in range(0, len(tie_rows), chunk):
         row, item = tie_rows[start : start + chunk], tie_items[start : start + chunk]
-        same = thresholds[row] == distances[row, item][:, None]
+        same = relevant.distances[row] == _distance(squared[row, item])[:, None]
         positions[row, item] += (same & (items[row] < item[:, None])).sum(1)
     # the own item's infinite distance puts it past every relevant item (position R
     # or, tied with the infinite padding, up to W), so it counts for no rank
     positions[relevant_rows, items[relevant_rows, relevant_columns]] = relevant_columns
     counts = torch.zeros(b, width + 1, dtype=torch.long, device=device)
-    ones = torch.ones(1, 1, dtype=torch.long, device=device).expand(b, distances.shape[1])
+    ones = torch.ones(1, 1, dtype=torch.long, device=device).expand(b, squared.shape[1])
     return counts.scatter_add_(1, positions, ones).cumsum(1)[:, :width]
 
 
@@ -343,7 +400,7 @@ def nmi(
         labels: Shape: (N,)
         n_clusters: k, usually the number of classes (at most N).
         seed: seed of the k-means.
-        iterations: k-means iterations.
+        iterations: k-means iterations at most (faiss stops when the objective stops changing).
 
     Returns:
         NMI in [0, 1].

@@ -219,6 +219,32 @@ def test_block_size_does_not_break_near_ties_differently():
         assert_same(out, expected)
 
 
+def test_squared_bounds_hold_exactly_the_squared_distances_of_each_distance():
+    # the gallery is counted on squared distances: s must round to t exactly when
+    # lower <= s <= upper, and the floats just outside must round elsewhere
+    generator = torch.Generator().manual_seed(14)
+    squared = torch.cat([
+        torch.tensor([-1e-17, 0.0, 5e-324, 1e-300, 1e-16, 2.0, 3.0, 4.0, 1e300], dtype=torch.float64),
+        torch.arange(1.0, 200.0, dtype=torch.float64),
+        torch.rand(2000, generator=generator, dtype=torch.float64) * 4,
+    ])
+    distances = metrics._distance(squared)
+    lower, upper = metrics._squared_bounds(distances)
+    below = torch.nextafter(lower, torch.tensor(-torch.inf, dtype=torch.float64))
+    above = torch.nextafter(upper, torch.tensor(torch.inf, dtype=torch.float64))
+
+    assert bool(((lower <= squared) & (squared <= upper)).all())
+    assert torch.equal(metrics._distance(upper), distances)
+    positive = distances > 0
+    assert torch.equal(metrics._distance(lower[positive]), distances[positive])
+    assert bool((metrics._distance(below[positive]) < distances[positive]).all())
+    assert bool((metrics._distance(above) > distances).all())
+    # a distance of 0 takes every negative squared distance with it
+    assert bool((lower[~positive] == -torch.inf).all()) and int((~positive).sum()) == 2
+    # sqrt(2) * sqrt(2) rounds above 2: starting there and not stepping would miss s = 2
+    assert metrics._distance(torch.tensor(2.0, dtype=torch.float64)) ** 2 > 2
+
+
 def test_hand_worked_example():
     # points on a line, query at the origin, gallery index: (x, label)
     #   0: (3, 0)  1: (-2, 1)  2: (0, 0) = the query's own item  3: (2, 0)  4: (1, 1)  5: (5, 0)  6: (4, 1)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from support import Planted
 
 from catride_core.artifacts.checkpoints import (
     load_checkpoint,
@@ -27,15 +28,6 @@ def test_round_trip_gives_the_same_weights_in_eval_mode(checkpoint):
     assert not loaded.training and payload["state"] == {"epoch": 1, "step": 3}
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
-
-class Planted:
-    """A pickled object whose unpickling would create a marker file."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def test_a_checkpoint_holding_code_is_refused_without_running_it(checkpoint, tmp_path):

@@ -4,21 +4,11 @@ import os
 import stat
 
 import torch
-from support import run
+from support import Planted, run
 
 from catride_core.commands.evaluate import evaluate
 from catride_core.commands.finetune import finetune
 from catride_core.commands.prepare import prepare
-
-
-class Planted:
-    """Unpickling this object would create ``marker``: it stands for any code a hostile file carries."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def test_a_checkpoint_holding_code_is_refused_and_its_code_never_runs(tiny, tmp_path):

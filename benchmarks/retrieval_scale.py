@@ -5,9 +5,9 @@ structure, so relevant items sit anywhere in a ranking, the hardest case for
 counting), every item a query against all, own item excluded by index, as in
 the evaluate stage. Two label structures:
 
-- ``sop``: Stanford Online Products' test split, 60,502 items in 11,316 classes
+- ``sop``: the size of Stanford Online Products' test split, 60,502 items in 11,316 classes
   of 2 to about 15 (each class 2 items, plus 37,870 spread uniformly at random),
-  so R is about 4.3;
+  so R is 5.0 on average over the queries;
 - ``cub``: 10 classes of 6,050 items (CUB/MNIST-like; 60,500 items), R = 6,049.
 
 Each measurement runs in a fresh process, so that the peak RSS of one does not

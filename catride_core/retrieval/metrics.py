@@ -23,7 +23,7 @@ KMEANS_ITERATIONS = 25
 # Above this mean number of relevant items per query (over a block), one
 # binary search of every gallery item among the relevant distances is cheaper
 # than one counting pass over the gallery per relevant item. Both give the same
-# ranks; this only picks the faster one (SOP: R ~ 4.3 counts, CUB: R ~ 6,049 searches).
+# ranks; this only picks the faster one (SOP: R ~ 5 counts, CUB: R ~ 6,049 searches).
 _MAX_MEAN_R_FOR_COUNTING = 8
 # MKL's float64 product rounds the rows of an incomplete panel of 4 rows
 # differently from the same rows in a full one (measured: a row's values agree

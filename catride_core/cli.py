@@ -19,18 +19,19 @@ from catride_core.commands.preset import preset
 from catride_core.commands.pretrain import pretrain
 from catride_core.commands.report import report
 from catride_core.commands.robustness import robustness
+from catride_core.commands.seeds import seeds
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """catride: reproducible adversarially robust image retrieval.
 
-    Each command but `preset` is one stage of the DVC pipeline (see dvc.yaml);
-    run `dvc repro` to run them all in order.
+    Each command but `preset` and `seeds` is one stage of the DVC pipeline (see
+    dvc.yaml); run `dvc repro` to run them all in order.
     """
 
 
-for _command in (prepare, pretrain, finetune, evaluate, attack, robustness, report, preset):
+for _command in (prepare, pretrain, finetune, evaluate, attack, robustness, report, preset, seeds):
     main.add_command(_command)
 
 

@@ -302,18 +302,26 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     Raises:
         ParamsError: missing file, bad YAML, unknown key, wrong type or out-of-range value.
     """
+    return parse_params(read_params_mapping(path), source=str(path))
+
+
+def read_params_mapping(path: str | Path) -> Any:
+    """A params file's YAML as plain data, not validated (what DVC records as the file's params).
+
+    Raises:
+        ParamsError: the file cannot be read or is not valid YAML.
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read params file ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         raise ParamsError(f"{path}: not valid YAML{line}") from None
-    return parse_params(data, source=str(path))
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

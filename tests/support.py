@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -153,6 +154,28 @@ OUTPUTS = {ROOT: {".venv", ".git", ".dvc", "models", "logs", "metrics", "attacks
 def ignore_outputs(folder, names):
     """``shutil.copytree`` ignore function: a copy of the project without its outputs."""
     return [n for n in names if n in OUTPUTS.get(Path(folder), set()) or n == "__pycache__"]
+
+
+# tiny budgets for a real dvc repro: two models (the pretrained one and CA-TRIDE) and one attack (ES), 8 queries
+# with 2 steps; every stage kind still runs, and the full fan-out is checked without running it (test_contract.py)
+TINY_PIPELINE: dict = {
+    "models": ["pretrained", "ca_tride"],
+    "prepare": {"max_per_class": 20},
+    "pretrain": {"epochs": 1, "pairs_per_batch": 16, "embedding_dim": 16},
+    "finetune": {"epochs": 2, "pairs_per_batch": 16, "steps": 2},
+    "attack": {"names": ["es"], "steps": 2, "max_queries": 8, "batch_size": 8},
+    "evaluate": {"recall_at": [1]},
+}
+
+
+def tiny_project(work):
+    """A copy of the project in ``work`` without its outputs, params.yaml shrunk to ``TINY_PIPELINE``; its params."""
+    shutil.copytree(ROOT, work, ignore=ignore_outputs)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for section, value in TINY_PIPELINE.items():
+        params[section] = {**params[section], **value} if isinstance(value, dict) else value
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return params
 
 
 def dvc(workdir, *args, check=True):

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from support import ROOT, dvc, ignore_outputs
+from support import dvc, tiny_project
 
 from catride_core.commands.evaluate import evaluate
 from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
-
-# tiny budgets: two models (the pretrained one and CA-TRIDE) and one attack (ES), 8 queries with 2 steps;
-# every stage kind still runs, and the full fan-out is checked without running it (tests/test_contract.py)
-TINY_OVERRIDES: dict = {
-    "models": ["pretrained", "ca_tride"],
-    "prepare": {"max_per_class": 20},
-    "pretrain": {"epochs": 1, "pairs_per_batch": 16, "embedding_dim": 16},
-    "finetune": {"epochs": 2, "pairs_per_batch": 16, "steps": 2},
-    "attack": {"names": ["es"], "steps": 2, "max_queries": 8, "batch_size": 8},
-    "evaluate": {"recall_at": [1]},
-}
 
 
 def test_same_params_give_byte_identical_metrics(tmp_path):
@@ -68,14 +56,7 @@ def edit(path: Path, old: str, new: str) -> None:
 def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     """A real `dvc repro` in a copy of the project, on 20 digits a class and tiny budgets."""
     work = tmp_path / "project"
-    shutil.copytree(ROOT, work, ignore=ignore_outputs)
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    for section, overrides in TINY_OVERRIDES.items():
-        if isinstance(overrides, dict):
-            params[section].update(overrides)
-        else:
-            params[section] = overrides
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    params = tiny_project(work)
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     dvc(work, "init", "-q")
     dvc(work, "config", "core.analytics", "false")

@@ -179,6 +179,13 @@ class AttackParams(Section):
     save_images: int = Field(8, ge=0, description="adversarial images kept per attack for reports")
 
 
+class RobustnessParams(Section):
+    """Confidence intervals of the robustness scores: a bootstrap over the attacked queries (docs/method.md section 6.5)."""
+
+    resamples: int = Field(1000, ge=2, le=100_000, description="bootstrap resamples; memory and time grow as resamples x queries")
+    confidence: float = Field(0.95, gt=0.0, lt=1.0, description="coverage of every interval")
+
+
 class PretrainedParams(Section):
     """``pretrained``: the benign model as pretrained, fine-tuned for zero epochs; nothing to set."""
 
@@ -261,6 +268,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     finetune: FinetuneParams = FinetuneParams()
     attack: AttackParams = AttackParams()
+    robustness: RobustnessParams = RobustnessParams()
     models: Annotated[list[ModelName], Distinct] = Field(default_factory=lambda: list(names.MODELS), min_length=1)
 
 

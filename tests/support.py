@@ -147,7 +147,8 @@ def write_params(folder, overrides=None, base=TINY):
 # --- a real dvc in a copy of the project -----------------------------------------------------------
 
 #: what a copy of the project leaves out: environments, DVC state and every stage's outputs
-OUTPUTS = {ROOT: {".venv", ".git", ".dvc", "models", "logs", "metrics", "attacks", "reports", "dvc.lock"},
+OUTPUTS = {ROOT: {".venv", ".git", ".dvc", "models", "logs", "metrics", "attacks", "bootstrap", "reports",
+                  "dvc.lock"},
            ROOT / "data": {"prepared"}}
 
 

@@ -21,6 +21,7 @@ from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
 from catride_core.commands.report import report
 from catride_core.commands.robustness import robustness
+from catride_core.retrieval.bootstrap import resample_indices, resampled_means
 
 TINY = {
     "models": ["pretrained", "ca_tride"],
@@ -73,7 +74,8 @@ def pipeline(tmp_path_factory):
         run(f"attack@{model}", attack, "--data", data, "--checkpoint", checkpoint, "--out", root / "attacks" / model,
             "--no-progress")
         run(f"robustness@{model}", robustness, "--benign", root / "metrics" / "benign" / f"{model}.json",
-            "--attacks", root / "attacks" / model, "--out", root / "metrics" / "robustness" / f"{model}.json")
+            "--attacks", root / "attacks" / model, "--out", root / "metrics" / "robustness" / f"{model}.json",
+            "--bootstrap", root / "bootstrap" / f"{model}.csv")
     run("report", report, "--metrics", root / "metrics", "--table", root / "reports" / "robustness.csv",
         "--markdown", paths["report"], "--figure", root / "reports" / "robustness.png")
     return paths, runs
@@ -148,6 +150,26 @@ def test_robustness_and_report(pipeline):
     root = paths["metrics_dir"].parent
     robust = json.loads((root / "metrics" / "robustness" / "ca_tride.json").read_text())
     assert 0.0 <= robust["ERS"] <= 100.0 and 0.0 <= robust["ARS"] <= 100.0 and len(robust["adversarial"]) == 10
+    assert robust["bootstrap"] == {"resamples": 1000, "confidence": 0.95, "seed": 0, "queries": 12}
+    replicates = pd.read_csv(root / "bootstrap" / "ca_tride.csv")
+    assert list(replicates.columns) == ["ERS", "ARS", *names.SCORES] and len(replicates) == 1000
+
+    def check_bounds(low, high, values):
+        # the bounds are the 2.5 % and 97.5 % quantiles of the saved replicates (6 digits there, 4 here)
+        assert low == pytest.approx(values.quantile(0.025), abs=2e-4) and high == pytest.approx(values.quantile(0.975), abs=2e-4)
+
+    for key in ("ERS", "ARS"):
+        check_bounds(robust[f"{key}_low"], robust[f"{key}_high"], replicates[key])
+    for score in names.SCORES:
+        check_bounds(robust["adversarial_low"][score], robust["adversarial_high"][score], replicates[score])
+    # 12 queries leave the interval of ERS a few points wide, around the point value
+    assert robust["ERS_low"] < robust["ERS"] < robust["ERS_high"] and robust["ERS_high"] - robust["ERS_low"] > 1.0
+    # every model's replicate r is on the same resampled images: those drawn from base.seed and the 12 queries
+    indices = resample_indices(0, 12, 1000)
+    for model in ("pretrained", "ca_tride"):
+        shift = pd.read_csv(root / "attacks" / model / "es.csv")["ES:D/adversarial"].to_numpy()
+        saved = pd.read_csv(root / "bootstrap" / f"{model}.csv")["ES:D"]
+        assert saved.to_numpy() == pytest.approx(resampled_means({"ES:D": shift}, indices)["ES:D"], rel=1e-5)
     table = pd.read_csv(root / "reports" / "robustness.csv")
     assert list(table["model"]) == ["pretrained", "ca_tride"] and {"ERS", "ARS", "CA+", "GTT", "NMI"} <= set(table)
     text = paths["report"].read_text()
@@ -158,12 +180,19 @@ def test_robustness_and_report(pipeline):
 def test_robustness_of_a_subset_of_attacks_reports_no_composite(pipeline, tmp_path):
     paths, _ = pipeline
     params = write_params(tmp_path, {**TINY, "attack": {**TINY["attack"], "names": ["es"]}})
-    out = tmp_path / "robust.json"
+    out, replicates = tmp_path / "robust.json", tmp_path / "bootstrap.csv"
     result = invoke(robustness, "--params", params, "--benign", paths["metrics_dir"] / "benign" / "pretrained.json",
-                    "--attacks", paths["metrics_dir"].parent / "attacks" / "pretrained", "--out", out)
+                    "--attacks", paths["metrics_dir"].parent / "attacks" / "pretrained", "--out", out,
+                    "--bootstrap", replicates)
     assert result.exit_code == 0
     robust = json.loads(out.read_text())
     assert robust["ERS"] is None and robust["ARS"] is None and set(robust["adversarial"]) == {"ES:D", "ES:R"}
+    assert all(robust[key] is None for key in ("ERS_low", "ERS_high", "ARS_low", "ARS_high"))
+    assert set(robust["adversarial_low"]) == set(robust["adversarial_high"]) == {"ES:D", "ES:R"}
+    table = pd.read_csv(replicates)
+    assert list(table.columns) == ["ERS", "ARS", "ES:D", "ES:R"] and table["ERS"].isna().all()
+    # the resamples hang on the seed and the number of queries alone: those of the full run, whatever attacks ran
+    assert table["ES:D"].tolist() == pd.read_csv(paths["metrics_dir"].parent / "bootstrap" / "pretrained.csv")["ES:D"].tolist()
 
 
 def test_checkpoint_carries_resolved_params_and_state(pipeline):

@@ -63,6 +63,7 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     dvc(work, "repro")
     assert json.loads((work / "metrics" / "benign" / "pretrained.json").read_text())["R@1"] >= 0
     assert (work / "attacks" / "ca_tride" / "es.csv").read_text().startswith("index,")
+    assert (work / "bootstrap" / "ca_tride.csv").read_text().startswith("ERS,ARS,ES:D,ES:R\n")
     assert "up to date" in dvc(work, "repro").stdout
     # bytecode written beside the code (any test run does it) is not a code change
     cache = work / "catride_core" / "defenses" / "__pycache__"
@@ -83,6 +84,11 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran_stages(work) == {"finetune@ca_tride", "evaluate@ca_tride", "attack@ca_tride",
                                 "robustness@ca_tride", "report"}
+
+    # an interval setting reruns every model's robustness scores and the report, no attack
+    params["robustness"]["confidence"] = 0.9
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    assert ran_stages(work) == {"robustness@pretrained", "robustness@ca_tride", "report"}
 
     # a pretrain setting reruns everything but prepare
     params["pretrain"]["margin"] = 0.3

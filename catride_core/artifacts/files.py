@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,29 @@ def write_csv(path: str | Path, table: pd.DataFrame, float_format: str | None = 
     """A table as CSV; floats with 6 significant digits unless ``float_format`` is None (every digit)."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format=float_format)
+
+
+def read_csv(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """The numeric ``columns`` of a CSV table written by a stage (other columns are left out).
+
+    Raises:
+        ArtifactError: the file is missing or unreadable, or a column is absent or holds something other than numbers.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run the stage that writes it first") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise ArtifactError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
+    absent = [column for column in columns if column not in table.columns]
+    if absent:
+        raise ArtifactError(f"{path}: lacks the columns {absent}")
+    # a table without rows has no numbers to check (its columns read as text)
+    text = [column for column in columns if len(table) and not pd.api.types.is_numeric_dtype(table[column])]
+    if text:
+        raise ArtifactError(f"{path}: the columns {text} hold something other than numbers")
+    return table[list(columns)]
 
 
 def save_figure(path: str | Path, figure: Any) -> None:

@@ -1,17 +1,91 @@
-"""``catride robustness``: ERS and ARS of one model from its attack results."""
+"""``catride robustness``: ERS and ARS of one model from its attack results, with bootstrap intervals."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import click
+import numpy as np
+import pandas as pd
 
-from catride_core.artifacts.files import ensure_writable, read_json, write_json
+from catride_core.artifacts.files import (
+    SCORE_DECIMALS,
+    ensure_writable,
+    read_csv,
+    read_json,
+    write_csv,
+    write_json,
+)
 from catride_core.commands.common import PARAMS_OPTION, stage
 from catride_core.config import load_params
 from catride_core.errors import ArtifactError
-from catride_core.retrieval.robustness import attack_result_problem, robustness_summary
+from catride_core.names import ATTACK_SCORES, SCORES
+from catride_core.retrieval.bootstrap import (
+    Replicates,
+    bootstrap_replicates,
+    intervals,
+    resample_indices,
+)
+from catride_core.retrieval.robustness import (
+    attack_result_problem,
+    per_query_problem,
+    robustness_summary,
+)
+
+
+def read_attack(folder: Path, name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """An attack's saved result (``<name>.json``) and its per-query columns (``<name>.csv``), both checked."""
+    path = folder / f"{name}.json"
+    result = read_json(path)
+    problem = attack_result_problem(name, result)
+    if problem:
+        raise ArtifactError(f"{path}: {problem}")
+    path = folder / f"{name}.csv"
+    columns = ["index", *(f"{score}/{side}" for side in ("clean", "adversarial") for score in ATTACK_SCORES[name])]
+    table = read_csv(path, columns)
+    per_query = {column: table[column].to_numpy() for column in columns}
+    problem = per_query_problem(result, per_query)
+    if problem:
+        raise ArtifactError(f"{path}: {problem}")
+    return result, per_query
+
+
+def read_attacks(folder: Path, names: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]], int]:
+    """The clean and adversarial means and per-query values of every named attack, and Q, the same for all."""
+    means: dict[str, dict[str, float]] = {"clean": {}, "adversarial": {}}
+    per_query: dict[str, dict[str, np.ndarray]] = {"clean": {}, "adversarial": {}}
+    n_queries: dict[str, int] = {}
+    for name in names:
+        result, table = read_attack(folder, name)
+        n_queries[name] = result["n_queries"]
+        for side, values in means.items():
+            values.update(result[side])
+            per_query[side].update({score: table[f"{score}/{side}"] for score in result[side]})
+    if len(set(n_queries.values())) > 1:
+        raise ArtifactError(f"{folder}: the attacks were run on different numbers of queries {n_queries}")
+    return means, per_query, next(iter(n_queries.values()))
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, SCORE_DECIMALS)
+
+
+def replicates_table(replicates: Replicates) -> pd.DataFrame:
+    """One row per resample: ERS, ARS (empty where None) and the adversarial scores in ``names.SCORES`` order."""
+    scores = [score for score in SCORES if score in replicates.adversarial]
+    return pd.DataFrame({
+        "ERS": np.nan if replicates.ers is None else replicates.ers,
+        "ARS": np.nan if replicates.ars is None else replicates.ars,
+        **{score: replicates.adversarial[score] for score in scores},
+    })
+
+
+def bounds_of(key: str, bounds: dict[str, tuple[float, float] | None]) -> dict[str, float | None]:
+    """``<key>_low`` and ``<key>_high``, rounded; None for a composite that is None."""
+    interval = bounds[key] or (None, None)
+    return {f"{key}_low": _rounded(interval[0]), f"{key}_high": _rounded(interval[1])}
 
 
 @stage
@@ -19,27 +93,30 @@ from catride_core.retrieval.robustness import attack_result_problem, robustness_
 @click.option("--benign", "benign_path", type=click.Path(dir_okay=False), required=True, help="the model's evaluate metrics JSON")
 @click.option("--attacks", "attacks_dir", type=click.Path(file_okay=False), required=True, help="folder of the model's attack results")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="robustness metrics JSON to write")
-def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: str) -> None:
-    """ERS and ARS (docs/method.md section 6) of one model from its attack results."""
+@click.option("--bootstrap", "bootstrap_path", type=click.Path(dir_okay=False), required=True,
+              help="CSV to write: ERS, ARS and every adversarial score in each bootstrap resample")
+def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: str, bootstrap_path: str) -> None:
+    """ERS and ARS (docs/method.md section 6) of one model from its attack results, with bootstrap intervals."""
     params = load_params(params_path)
-    ensure_writable(out_path)
+    ensure_writable(out_path, bootstrap_path)
     benign = read_json(benign_path)
     for key in ("R@1", "spread"):
         if not isinstance(benign.get(key), (int, float)) or not math.isfinite(benign[key]):
             raise ArtifactError(f"{benign_path}: {key!r} is missing or not a finite number")
-    clean: dict[str, float] = {}
-    adversarial: dict[str, float] = {}
-    for name in params.attack.names:
-        path = Path(attacks_dir) / f"{name}.json"
-        result = read_json(path)
-        problem = attack_result_problem(name, result)
-        if problem:
-            raise ArtifactError(f"{path}: {problem}")
-        clean.update(result["clean"])
-        adversarial.update(result["adversarial"])
-    summary = robustness_summary(clean, adversarial, benign["R@1"], benign["spread"])
+    means, per_query, queries = read_attacks(Path(attacks_dir), params.attack.names)
+    summary = robustness_summary(means["clean"], means["adversarial"], benign["R@1"], benign["spread"])
+    cfg, seed = params.robustness, params.base.seed
+    replicates = bootstrap_replicates(per_query["clean"], per_query["adversarial"],
+                                      resample_indices(seed, queries, cfg.resamples), benign["R@1"], benign["spread"])
+    bounds = intervals(replicates, cfg.confidence)
+    write_csv(bootstrap_path, replicates_table(replicates))
     write_json(out_path, {
-        **{key: None if value is None else round(value, 4) for key, value in summary.items()},
-        "adversarial": adversarial, "clean": clean,
+        **{key: _rounded(value) for key, value in summary.items()},
+        **bounds_of("ERS", bounds), **bounds_of("ARS", bounds),
+        "adversarial": means["adversarial"], "clean": means["clean"],
+        **{f"adversarial_{end}": {score: _rounded(bounds[score][i]) for score in means["adversarial"]}
+           for i, end in enumerate(("low", "high"))},
+        "bootstrap": {"resamples": cfg.resamples, "confidence": cfg.confidence, "seed": seed, "queries": queries},
     })
-    click.echo(", ".join(f"{key} {'n/a' if value is None else f'{value:.2f}'}" for key, value in summary.items()))
+    click.echo(", ".join(f"{key} n/a" if value is None else f"{key} {value:.2f} [{bounds[key][0]:.2f}, {bounds[key][1]:.2f}]"
+                         for key, value in summary.items()))

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from catride_core.names import ATTACK_SCORES, SCORES
 
 
@@ -26,14 +28,17 @@ def _require(values: Mapping[str, float], what: str) -> None:
 
 
 def attack_result_problem(name: str, result: Mapping[str, Any]) -> str | None:
-    """What is wrong with an attack's saved result, or None: it must be ``name``'s, holding exactly its scores, finite.
+    """What is wrong with an attack's saved result, or None: ``name``'s, on Q >= 1 queries, exactly its scores, finite.
 
     Args:
         name: the attack the file should hold (``es``).
-        result: the file's content: ``attack``, ``clean`` and ``adversarial`` (display score -> value).
+        result: the file's content: ``attack``, ``n_queries``, ``clean`` and ``adversarial`` (display score -> value).
     """
     if result.get("attack") != name:
         return f"holds attack {result.get('attack')!r}, expected {name!r}"
+    n_queries = result.get("n_queries")
+    if not isinstance(n_queries, int) or isinstance(n_queries, bool) or n_queries < 1:
+        return f"'n_queries' is {n_queries!r}, not a count of attacked queries"
     expected = set(ATTACK_SCORES[name])
     for side in ("clean", "adversarial"):
         values = result.get(side)
@@ -44,6 +49,34 @@ def attack_result_problem(name: str, result: Mapping[str, Any]) -> str | None:
         bad = [score for score, value in values.items() if not isinstance(value, (int, float)) or not math.isfinite(value)]
         if bad:
             return f"{side!r} scores {bad} are not finite numbers"
+    return None
+
+
+#: how far a per-query column's mean may lie from the saved (4-decimal) mean of the same run
+_MEAN_TOLERANCE = 1e-4
+
+
+def per_query_problem(result: Mapping[str, Any], table: Mapping[str, np.ndarray]) -> str | None:
+    """What is wrong with an attack's per-query results, or None.
+
+    They must hold one row per attacked query, in order (``index`` 0..Q-1, so
+    row i is test image i for every attack and every model), finite values,
+    and means equal to the saved ones (the same run).
+
+    Args:
+        result: the attack's saved result, already passed by ``attack_result_problem``.
+        table: column -> values: ``index`` and ``<score>/clean``, ``<score>/adversarial`` of each of its scores.
+    """
+    n_queries = result["n_queries"]
+    if not np.array_equal(table["index"], np.arange(n_queries)):
+        return f"the rows are not the {n_queries} attacked queries 0..{n_queries - 1} in order"
+    for side in ("clean", "adversarial"):
+        for score, saved in result[side].items():
+            values = np.asarray(table[f"{score}/{side}"], dtype=np.float64)
+            if not np.isfinite(values).all():
+                return f"column {score}/{side} holds values that are not finite"
+            if abs(values.mean() - saved) > _MEAN_TOLERANCE:
+                return f"the mean of column {score}/{side} is {values.mean():.4f}, the attack's JSON says {saved}"
     return None
 
 

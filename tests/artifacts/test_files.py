@@ -9,6 +9,7 @@ import pytest
 
 from catride_core.artifacts.files import (
     atomic_path,
+    read_csv,
     read_json,
     rounded,
     write_csv,
@@ -77,3 +78,19 @@ def test_csv_keeps_every_digit_when_asked(tmp_path):
     write_csv(tmp_path / "full.csv", table, float_format=None)
     assert pd.read_csv(tmp_path / "short.csv")["x"][0] == 0.333333
     assert pd.read_csv(tmp_path / "full.csv")["x"][0] == 1 / 3
+
+
+def test_read_csv_keeps_the_asked_numeric_columns_and_names_the_file_otherwise(tmp_path):
+    path = tmp_path / "es.csv"
+    write_csv(path, pd.DataFrame({"index": [0, 1], "ES:D/clean": [0.0, 0.5], "note": ["a", "b"]}), float_format=None)
+    table = read_csv(path, ["index", "ES:D/clean"])
+    assert list(table.columns) == ["index", "ES:D/clean"] and table["ES:D/clean"].tolist() == [0.0, 0.5]
+    with pytest.raises(ArtifactError, match=r"es.csv: lacks the columns \['ES:R/clean'\]"):
+        read_csv(path, ["index", "ES:R/clean"])
+    with pytest.raises(ArtifactError, match=r"es.csv: the columns \['note'\] hold something other than numbers"):
+        read_csv(path, ["note"])
+    with pytest.raises(ArtifactError, match="gtm.csv: missing"):
+        read_csv(tmp_path / "gtm.csv", ["index"])
+    path.write_bytes(b"")
+    with pytest.raises(ArtifactError, match="es.csv: not a readable CSV file"):
+        read_csv(path, ["index"])

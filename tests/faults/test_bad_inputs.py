@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -185,6 +186,66 @@ def test_robustness_refuses_a_broken_attack_result(attack_folder, tmp_path, faul
         (folder / "es.json").write_text(json.dumps({**es, "adversarial": {**es["adversarial"], "ES:R": float("nan")}}))
     else:
         (folder / "es.json").write_text((folder / "gtm.json").read_text())
-    result = run(robustness, "--params", params, "--benign", benign, "--attacks", folder, "--out", tmp_path / "r.json")
+    result = run(robustness, "--params", params, "--benign", benign, "--attacks", folder, "--out", tmp_path / "r.json",
+                 "--bootstrap", tmp_path / "b.csv")
     one_line(result, 1, fragment)
-    assert not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "b.csv").exists()
+
+
+def rewrite_csv(path, edit):
+    """Apply ``edit`` to the lines of a per-query CSV (header first)."""
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
+
+
+def fewer_queries(folder):
+    """es.json and es.csv of a consistent run on the first 3 queries only, beside gtm's on all of them."""
+    rewrite_csv(folder / "es.csv", lambda lines: lines[:4])
+    table = pd.read_csv(folder / "es.csv")
+    es = json.loads((folder / "es.json").read_text())
+    means = {side: {score: round(table[f"{score}/{side}"].mean(), 4) for score in es[side]} for side in ("clean", "adversarial")}
+    (folder / "es.json").write_text(json.dumps({**es, **means, "n_queries": 3}))
+
+
+@pytest.mark.parametrize(("fault", "fragment"), [
+    ("deleted", "es.csv: missing; run the stage that writes it first"),
+    ("unreadable", "es.csv: not a readable CSV file"),
+    ("no_column", "es.csv: lacks the columns ['ES:R/adversarial']"),
+    ("text", "es.csv: the columns ['ES:D/clean'] hold something other than numbers"),
+    ("no_row", "es.csv: the rows are not the 4 attacked queries 0..3 in order"),
+    ("nan", "es.csv: column ES:D/adversarial holds values that are not finite"),
+    ("other_run", "es.csv: the mean of column ES:D/adversarial is"),
+    ("fewer_queries", "the attacks were run on different numbers of queries {'es': 3, 'gtm': 4}"),
+])
+def test_robustness_refuses_broken_per_query_results(attack_folder, tmp_path, fault, fragment):
+    params, folder, benign = attack_folder
+    path = folder / "es.csv"
+    shift = pd.read_csv(path)["ES:D/adversarial"]
+    if fault == "deleted":
+        path.unlink()
+    elif fault == "unreadable":
+        path.write_text('index,"ES:D/clean\n0,1\n')  # a quote left open: the parser reaches the end inside it
+    elif fault == "no_column":
+        pd.read_csv(path).drop(columns="ES:R/adversarial").to_csv(path, index=False)
+    elif fault == "text":
+        pd.read_csv(path).assign(**{"ES:D/clean": "far"}).to_csv(path, index=False)
+    elif fault == "no_row":
+        rewrite_csv(path, lambda lines: lines[:-1])
+    elif fault == "nan":
+        pd.read_csv(path).assign(**{"ES:D/adversarial": [np.nan, *shift[1:]]}).to_csv(path, index=False)
+    elif fault == "other_run":
+        pd.read_csv(path).assign(**{"ES:D/adversarial": shift + 0.01}).to_csv(path, index=False)
+    else:
+        fewer_queries(folder)
+    result = run(robustness, "--params", params, "--benign", benign, "--attacks", folder, "--out", tmp_path / "r.json",
+                 "--bootstrap", tmp_path / "b.csv")
+    one_line(result, 1, fragment)
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "b.csv").exists()
+
+
+def test_robustness_of_a_good_attack_folder_writes_both_outputs(attack_folder, tmp_path):
+    params, folder, benign = attack_folder  # the control of the two tests above
+    result = run(robustness, "--params", params, "--benign", benign, "--attacks", folder, "--out", tmp_path / "r.json",
+                 "--bootstrap", tmp_path / "b.csv")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["bootstrap"]["queries"] == 4
+    assert list(pd.read_csv(tmp_path / "b.csv").columns) == ["ERS", "ARS", "ES:D", "ES:R", "GTM"]

@@ -133,6 +133,49 @@ def write_csv(path: str | Path, table: pd.DataFrame, float_format: str | None = 
         table.to_csv(tmp, index=False, float_format=float_format)
 
 
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A CSV table written by a stage (a training log, bootstrap resamples).
+
+    Raises:
+        ArtifactError: the file is missing, unreadable, or not a CSV table.
+    """
+    path = Path(path)
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run the stage that writes it first") from None
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        raise ArtifactError(f"{path}: not a readable CSV table ({exc})") from None
+
+
+def read_png(path: str | Path) -> bytes:
+    """A PNG file's bytes (a figure to embed in a report).
+
+    Raises:
+        ArtifactError: the file is missing, unreadable, or not a PNG.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run the stage that writes it first") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: not readable ({exc.strerror or exc})") from None
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ArtifactError(f"{path}: not a PNG image")
+    return data
+
+
+def save_figures(folder: str | Path, figures: Mapping[str, Any]) -> None:
+    """Figures as ``<folder>/<name>.png``, the folder replaced as a whole (atomically); the figures are closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(folder, directory=True) as tmp:
+        for name, figure in figures.items():
+            figure.savefig(tmp / f"{name}.png", format="png", metadata={"Software": None})
+            plt.close(figure)
+
+
 def save_figure(path: str | Path, figure: Any) -> None:
     """A matplotlib figure as PNG (metadata stripped, so equal plots give equal bytes); the figure is closed."""
     import matplotlib.pyplot as plt

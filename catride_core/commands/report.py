@@ -23,7 +23,9 @@ from catride_core.config import load_params
 from catride_core.document import to_html, to_markdown
 from catride_core.errors import ArtifactError
 
-_IN = {"type": click.Path(), "default": None}
+#: an optional input: a folder, or (``_FILE_IN``) one file
+_DIR_IN = {"type": click.Path(file_okay=False), "default": None}
+_FILE_IN = {"type": click.Path(dir_okay=False), "default": None}
 
 
 def git_commit() -> str:
@@ -40,10 +42,10 @@ def git_commit() -> str:
 @stage
 @PARAMS_OPTION
 @click.option("--metrics", "metrics_dir", type=click.Path(file_okay=False), required=True, help="folder holding benign/ and robustness/ metrics")
-@click.option("--bootstrap", "bootstrap_dir", **_IN, help="folder of <model>.csv bootstrap resamples: adds the paired comparisons")
-@click.option("--logs", "logs_dir", **_IN, help="folder of pretrain.csv and finetune/<model>.csv: adds the training curves")
-@click.option("--sweep", "sweep_path", **_IN, help="PNG of the eps sweep, shown in the report")
-@click.option("--examples", "examples_dir", **_IN, help="folder of retrieval-example PNGs, shown in the report")
+@click.option("--bootstrap", "bootstrap_dir", **_DIR_IN, help="folder of <model>.csv bootstrap resamples: adds the paired comparisons")
+@click.option("--logs", "logs_dir", **_DIR_IN, help="folder of pretrain.csv and finetune/<model>.csv: adds the training curves")
+@click.option("--sweep", "sweep_path", **_FILE_IN, help="PNG of the eps sweep, shown in the report")
+@click.option("--examples", "examples_dir", **_DIR_IN, help="folder of retrieval-example PNGs, shown in the report")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), required=True, help="CSV, one row per model, with intervals")
 @click.option("--tradeoff", "tradeoff_path", type=click.Path(dir_okay=False), required=True, help="CSV of model, R@1, ERS, ARS (a DVC plot)")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), required=True, help="markdown report")

@@ -1,108 +1,264 @@
-"""Tables and figures from saved results: one row per model, in the HM paper's layout."""
+"""Tables, paired comparisons and the report's text from saved results: one row per model, in the HM paper's layout.
+
+The report itself is a list of ``document`` blocks (``report_blocks``),
+rendered as ``reports/index.md`` and as the self-contained
+``reports/index.html``; the figures it shows are drawn by ``figures``.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from catride_core.config import Params
+from catride_core.document import Block, Bullets, Heading, Image, Paragraph, Table
+from catride_core.errors import ArtifactError
 from catride_core.names import SCORES
+from catride_core.retrieval.bootstrap import is_different, paired_difference
 
 BENIGN_COLUMNS = ("R@1", "R@2", "mAP", "NMI")
 SUMMARY_COLUMNS = ("ERS", "ARS")
 DIAGNOSTIC_COLUMNS = ("collapseness", "spread")
+#: the columns that carry a bootstrap interval (``<column>_low``, ``<column>_high``)
+INTERVAL_COLUMNS = (*SCORES, *SUMMARY_COLUMNS)
 #: how each column is printed: cosines and distances with 3 decimals, percentages with 1
 DECIMALS = {"TMA": 3, "ES:D": 3, "collapseness": 3, "spread": 3}
+#: the scores the paired comparisons rank by
+COMPARED = SUMMARY_COLUMNS
+
+#: figure key -> its caption; the report shows those it is given, in this order
+FIGURE_CAPTIONS = {
+    "scores": "ERS and ARS per model, with their bootstrap intervals as error bars where the metrics give them.",
+    "attacks": "The adversarial value of every attack per model, with its bootstrap interval where the metrics give one.",
+    "tradeoff": "Clean R@1 against ERS and against ARS: one point per model (clean R@1 from `evaluate`).",
+    "finetune": "Fine-tuning curves per model: training loss, clean test R@1, test-set collapseness,"
+                " and the inner PGD's steps and objective per batch (the undefended model has no inner PGD).",
+    "pretrain": "Benign pretraining, the start of every model: loss, clean test R@1 and collapseness per epoch.",
+    "sweep": "Robustness against the attack budget eps, per model (the eps sweep).",
+}
 
 
 def robustness_table(
     models: Sequence[str], benign: Mapping[str, Mapping[str, Any]], robustness: Mapping[str, Mapping[str, Any]]
 ) -> pd.DataFrame:
-    """One row per model: benign metrics, the ten adversarial values, ERS, ARS, diagnostics.
+    """One row per model: benign metrics, the ten adversarial values, ERS, ARS, diagnostics, then the intervals.
 
     Args:
         models: row order (``pretrained`` first, then the defenses).
         benign: model -> its ``evaluate`` metrics.
-        robustness: model -> its ``robustness`` metrics (with an ``adversarial`` mapping).
+        robustness: model -> its ``robustness`` metrics (with an ``adversarial`` mapping and,
+            where bootstrapped, ``adversarial_low``/``_high`` and ``ERS_low`` ... ``ARS_high``).
+
+    The interval columns ``<score>_low``/``<score>_high`` follow the point
+    values; they are missing (NaN) where the metrics hold no interval.
     """
     rows = []
     for model in models:
-        adversarial = robustness[model]["adversarial"]
+        metrics = robustness[model]
         row: dict[str, Any] = {"model": model}
         row |= {key: benign[model].get(key) for key in BENIGN_COLUMNS}
-        row |= {key: adversarial.get(key) for key in SCORES}
-        row |= {key: robustness[model].get(key) for key in SUMMARY_COLUMNS}
+        row |= {key: metrics["adversarial"].get(key) for key in SCORES}
+        row |= {key: metrics.get(key) for key in SUMMARY_COLUMNS}
         row |= {key: benign[model].get(key) for key in DIAGNOSTIC_COLUMNS}
+        for bound in ("low", "high"):
+            row |= {f"{key}_{bound}": (metrics.get(f"adversarial_{bound}") or {}).get(key) for key in SCORES}
+            row |= {f"{key}_{bound}": metrics.get(f"{key}_{bound}") for key in SUMMARY_COLUMNS}
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    order = ["model", *BENIGN_COLUMNS, *SCORES, *SUMMARY_COLUMNS, *DIAGNOSTIC_COLUMNS]
+    order += [f"{key}_{bound}" for key in INTERVAL_COLUMNS for bound in ("low", "high")]
+    return table[order].astype({column: float for column in order[1:]})
+
+
+def tradeoff_table(table: pd.DataFrame) -> pd.DataFrame:
+    """model, clean R@1, ERS, ARS: the robustness/accuracy trade-off, one row per model (a DVC plot)."""
+    return table[["model", "R@1", *SUMMARY_COLUMNS]].copy()
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """``better`` against the model ranked just below it, ``worse``, by one score on the same resampled queries.
+
+    ``difference`` is the point value of better minus worse; ``low``/``high``
+    the percentile interval of the row-wise differences of their bootstrap
+    resamples, or None where either model has no resamples of the score.
+    """
+
+    score: str
+    better: str
+    worse: str
+    difference: float
+    low: float | None
+    high: float | None
+
+    @property
+    def different(self) -> bool:
+        """The difference is larger than its interval: the interval excludes 0 strictly (never for a model and itself)."""
+        return self.low is not None and self.high is not None and is_different(self.low, self.high)
+
+
+def paired_interval(first: np.ndarray, second: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of ``first - second`` over bootstrap resamples, row r of both on the same queries.
+
+    Args:
+        first, second: one value per resample (row r of each computed on the same resampled queries).
+        confidence: e.g. 0.95; the interval cuts ``(1 - confidence) / 2`` from each tail
+            (numpy's linear-interpolation percentiles).
+
+    Shape:
+        first, second: (resamples,).
+    """
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if first.shape != second.shape or first.ndim != 1 or len(first) == 0:
+        raise ArtifactError(f"paired bootstrap needs the same resamples for both models, got {first.shape} and "
+                            f"{second.shape} values")
+    low, high = paired_difference(first, second, confidence)
+    return float(low), float(high)
+
+
+def adjacent_comparisons(
+    table: pd.DataFrame, resamples: Mapping[str, pd.DataFrame], score: str, confidence: float
+) -> list[PairedComparison]:
+    """Each pair of adjacent models in the ranking by ``score`` (best first), with its paired interval.
+
+    Args:
+        table: ``robustness_table``'s rows (the point values rank the models; ties keep the row order).
+        resamples: model -> its bootstrap table (one row per resample, a column per score);
+            a model missing here, or whose column holds a NaN, gets no interval.
+        score: the column compared, e.g. ``ERS``.
+        confidence: the interval's coverage, e.g. 0.95.
+    """
+    ranked = table.dropna(subset=[score]).sort_values(score, ascending=False, kind="stable")
+    comparisons = []
+    for (_, better), (_, worse) in itertools.pairwise(ranked.iterrows()):
+        low = high = None
+        columns = [resamples.get(m, pd.DataFrame()).get(score) for m in (better.model, worse.model)]
+        if all(c is not None and len(c) and not c.isna().any() for c in columns):
+            low, high = paired_interval(columns[0].to_numpy(), columns[1].to_numpy(), confidence)
+        comparisons.append(PairedComparison(score, better.model, worse.model, float(better[score] - worse[score]),
+                                            low, high))
+    return comparisons
+
+
+def paired_comparisons(
+    table: pd.DataFrame, resamples: Mapping[str, pd.DataFrame], confidence: float
+) -> list[PairedComparison]:
+    """``adjacent_comparisons`` by each score of ``COMPARED`` (ERS, then ARS), in one list."""
+    return [c for score in COMPARED for c in adjacent_comparisons(table, resamples, score, confidence)]
+
+
+def _number(value: Any, column: str) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.{DECIMALS.get(column, 1)}f}"
+
+
+def _with_interval(row: pd.Series, column: str) -> str:
+    text = _number(row[column], column)
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return text
+    return f"{text} [{_number(low, column)}, {_number(high, column)}]"
 
 
 def _ranking(table: pd.DataFrame, column: str) -> str:
-    ranked = table.dropna(subset=[column]).sort_values(column, ascending=False)
+    ranked = table.dropna(subset=[column]).sort_values(column, ascending=False, kind="stable")
     return " > ".join(f"{row.model} ({row[column]:.1f})" for _, row in ranked.iterrows()) or "n/a (attacks missing)"
 
 
-def markdown_report(table: pd.DataFrame, eps: float, step_size: float, steps: int, n_queries: int | None) -> str:
-    """The robustness report: the table, the measured rankings, and how to read them.
+def comparison_line(comparison: PairedComparison, confidence: float) -> str:
+    """One sentence: the pair, the difference, its interval, and whether it is larger than the interval."""
+    pair = f"{comparison.better} over {comparison.worse}: {comparison.score} {comparison.difference:+.1f}"
+    if comparison.low is None:
+        return f"{pair} (no bootstrap resamples to compare)"
+    interval = f"{confidence:.0%} interval [{comparison.low:+.1f}, {comparison.high:+.1f}]"
+    if comparison.different:
+        return f"{pair}, {interval}: different (the interval excludes 0)"
+    return f"{pair}, {interval}: not distinguishable on these queries (the interval contains 0)"
+
+
+def _budget(value: float) -> str:
+    """A pixel budget as in papers (``77/255``) when it is a whole number of 255ths, with its decimal value."""
+    levels = value * 255
+    return f"{round(levels)}/255 ({value:.4f})" if abs(levels - round(levels)) < 1e-9 else f"{value:.4f}"
+
+
+def settings_rows(params: Params, commit: str, bootstrap: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """What produced the report: dataset, model, training and attack budgets, seeds, the code's commit."""
+    prepare, pretrain, finetune, attack = params.prepare, params.pretrain, params.finetune, params.attack
+    queries = "every test image" if attack.max_queries is None else f"the first {attack.max_queries} test images"
+    rows = [
+        ("dataset", f"{prepare.dataset} ({prepare.split} split, test fraction {prepare.test_fraction})"),
+        ("model", f"{pretrain.arch}, {pretrain.embedding_dim}-d embedding; pretrained {pretrain.epochs} epochs"),
+        ("models compared", ", ".join(params.models)),
+        ("fine-tuning", (f"{finetune.epochs} epochs; inner PGD eps {_budget(finetune.eps)}, "
+                         f"step {_budget(finetune.step_size)}, {finetune.steps} steps")),
+        ("attacks", (f"eps {_budget(attack.eps)}, step {_budget(attack.step_size)}, {attack.steps} sign-PGD steps"
+                     f"{', random start' if attack.random_start else ''}, on {queries}")),
+        ("seed", f"base.seed = {params.base.seed} (split, sampling, init, mining, attack targets)"),
+    ]
+    if bootstrap:
+        rows.append(("intervals", (f"{bootstrap.get('confidence', 0.95):.0%} percentile bootstrap over the attacked"
+                                   f" queries: {bootstrap.get('resamples')} resamples of {bootstrap.get('queries')}"
+                                   f" queries, seed {bootstrap.get('seed')}, the same resamples for every model")))
+    rows.append(("code", f"commit {commit}"))
+    return rows
+
+
+def report_blocks(
+    table: pd.DataFrame,
+    comparisons: Sequence[PairedComparison],
+    confidence: float,
+    settings: Sequence[tuple[str, str]],
+    figures: Mapping[str, str],
+    examples: Sequence[str] = (),
+) -> list[Block]:
+    """The whole report: ranking and paired comparisons, the tables with intervals, the figures, the settings.
 
     Args:
         table: ``robustness_table``'s rows.
-        eps, step_size, steps: the attacks' budget.
-        n_queries: how many test images each attack attacked (None: all).
+        comparisons: ``adjacent_comparisons`` for each score of ``COMPARED``, in that order.
+        confidence: the intervals' coverage, as printed.
+        settings: ``settings_rows``.
+        figures: key of ``FIGURE_CAPTIONS`` -> the figure's path (only those given are shown).
+        examples: paths of the retrieval-example grids, shown in this order.
     """
-    shown = table.copy()
-    for column in shown.columns[1:]:
-        shown[column] = shown[column].map(
-            lambda v, c=column: "n/a" if v is None or pd.isna(v) else f"{v:.{DECIMALS.get(c, 1)}f}"
-        )
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "|" + "---|" * len(shown.columns)
-    lines = [header, rule] + ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
-    queries = "every test image" if n_queries is None else f"the first {n_queries} test images"
-    return "\n".join([
-        "# Robustness report",
-        "",
-        "Written by the `report` stage from `metrics/benign/*.json` and `metrics/robustness/*.json`;"
-        " regenerate with `dvc repro`.",
-        "",
-        f"Attacks: eps {eps:.4f}, step {step_size:.4f}, {steps} sign-PGD steps, on {queries}. "
-        "R@K, mAP, NMI, CA, QA, ES:R, LTM, GTM, GTT, ERS and ARS in %; TMA is a cosine and ES:D a distance.",
-        "CA+/QA+ (higher is more robust), CA-/QA- (lower is more robust), TMA/ES:D (lower is more robust).",
-        "",
-        *lines,
-        "",
-        "## Measured ranking",
-        "",
-        f"- by ERS: {_ranking(table, 'ERS')}",
-        f"- by ARS: {_ranking(table, 'ARS')}",
-        f"- by clean R@1: {_ranking(table, 'R@1')}",
-        "",
-        "ERS is RobRank's empirical robustness score; ARS is this project's attack-relative score"
-        " (see README, \"Metrics\"). `collapseness` > 0 on the test set means the model is collapsing.",
-        "",
-    ])
-
-
-def robustness_figure(table: pd.DataFrame) -> Any:
-    """Bar chart of ERS and ARS per model (a matplotlib Figure)."""
-    # imported here: matplotlib takes over a second to import, and only the report draws
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: reports are rendered without a display
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(1.4 * len(table) + 2, 3.6), dpi=120)
-    width = 0.38
-    positions = range(len(table))
-    for offset, column in ((-width / 2, "ERS"), (width / 2, "ARS")):
-        values = table[column].astype(float).fillna(0.0)
-        bars = axis.bar([p + offset for p in positions], values, width, label=column)
-        axis.bar_label(bars, fmt="%.1f", fontsize=8)
-    axis.set_xticks(list(positions), table["model"])
-    axis.set_ylabel("score (%)")
-    axis.set_ylim(0, 100)
-    axis.set_title("Robustness per model (higher is better)")
-    axis.legend()
-    figure.tight_layout()
-    return figure
+    blocks: list[Block] = [
+        Heading("Robustness report", 1),
+        Paragraph("Written by the `report` stage from `metrics/benign/*.json`, `metrics/robustness/*.json` and the"
+                  " training logs; regenerate with `dvc repro`. R@K, mAP, NMI, CA, QA, ES:R, LTM, GTM, GTT, ERS and"
+                  " ARS in %; TMA is a cosine and ES:D a distance. CA+/QA+ and ES:R, LTM, GTM, GTT: higher is more"
+                  " robust; CA-/QA-, TMA, ES:D: lower is more robust."),
+        Heading("Measured ranking"),
+        Bullets(tuple(f"by {c}: {_ranking(table, c)}" for c in (*COMPARED, "R@1"))),
+    ]
+    if comparisons:
+        blocks += [
+            Paragraph(f"Paired comparisons of adjacent models, on the same resampled queries ({confidence:.0%}"
+                      " interval of the difference): a difference is called real only if its interval excludes 0."),
+            Bullets(tuple(comparison_line(c, confidence) for c in comparisons)),
+        ]
+    blocks += [
+        Paragraph("ERS is RobRank's empirical robustness score; ARS is this project's attack-relative score"
+                  " (see README, \"Metrics\"). `collapseness` > 0 on the test set means the model is collapsing."),
+        Heading("Robustness"),
+        Paragraph("Each attack's adversarial value, ERS and ARS per model, with the bootstrap interval in brackets"
+                  " where the metrics give one."),
+        Table(("model", *INTERVAL_COLUMNS),
+              tuple((row.model, *(_with_interval(row, c) for c in INTERVAL_COLUMNS)) for _, row in table.iterrows())),
+        Heading("Clean accuracy and collapse diagnostics"),
+        Table(("model", *BENIGN_COLUMNS, *DIAGNOSTIC_COLUMNS),
+              tuple((row.model, *(_number(row[c], c) for c in (*BENIGN_COLUMNS, *DIAGNOSTIC_COLUMNS)))
+                    for _, row in table.iterrows())),
+        Heading("Figures"),
+    ]
+    blocks += [Image(figures[key], caption) for key, caption in FIGURE_CAPTIONS.items() if key in figures]
+    if examples:
+        blocks += [Heading("Retrieval examples"),
+                   Paragraph("Fixed test queries and their top results before and after an attack.")]
+        blocks += [Image(path, f"Retrieval example: {path.rsplit('/', 1)[-1].removesuffix('.png')}") for path in examples]
+    blocks += [Heading("Settings"), Table(("setting", "value"), tuple(settings))]
+    return blocks

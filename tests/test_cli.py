@@ -54,7 +54,7 @@ def pipeline(tmp_path_factory):
         "start": root / "models" / "start.pt",
         "log": root / "logs" / "pretrain.csv",
         "metrics_dir": root / "metrics",
-        "report": root / "reports" / "robustness.md",
+        "report": root / "reports" / "index.md",
     }
     data, common = paths["data"], ("--params", params)
     runs = {}  # dvc stage name -> (result, params keys read)
@@ -76,8 +76,10 @@ def pipeline(tmp_path_factory):
         run(f"robustness@{model}", robustness, "--benign", root / "metrics" / "benign" / f"{model}.json",
             "--attacks", root / "attacks" / model, "--out", root / "metrics" / "robustness" / f"{model}.json",
             "--bootstrap", root / "bootstrap" / f"{model}.csv")
-    run("report", report, "--metrics", root / "metrics", "--table", root / "reports" / "robustness.csv",
-        "--markdown", paths["report"], "--figure", root / "reports" / "robustness.png")
+    reports = root / "reports"
+    run("report", report, "--metrics", root / "metrics", "--logs", root / "logs", "--bootstrap", root / "bootstrap",
+        "--table", reports / "robustness.csv", "--tradeoff", reports / "tradeoff.csv", "--markdown", paths["report"],
+        "--html", reports / "index.html", "--figures", reports / "figures")
     return paths, runs
 
 
@@ -174,7 +176,9 @@ def test_robustness_and_report(pipeline):
     assert list(table["model"]) == ["pretrained", "ca_tride"] and {"ERS", "ARS", "CA+", "GTT", "NMI"} <= set(table)
     text = paths["report"].read_text()
     assert "by ERS:" in text and "| ca_tride |" in text
-    assert (root / "reports" / "robustness.png").read_bytes()[:4] == b"\x89PNG"
+    assert {p.name for p in (root / "reports" / "figures").iterdir()} == {
+        f"{name}.png" for name in ("scores", "attacks", "tradeoff", "finetune", "pretrain")}
+    assert "<h2>Measured ranking</h2>" in (root / "reports" / "index.html").read_text()
 
 
 def test_robustness_of_a_subset_of_attacks_reports_no_composite(pipeline, tmp_path):

@@ -14,15 +14,18 @@ from __future__ import annotations
 import ast
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import DVC, PARAMS, ROOT, STAGES
+from saved_results import write_logs
+from support import DVC, PARAMS, ROOT, STAGES, dvc
 
 from catride_core import cli
 from catride_core.config import Params
+from catride_core.names import DEFENSES, MODELS
 
 
 def script_of(stage):
@@ -181,3 +184,34 @@ def test_stage_scripts_import_only_their_own_command():
         imports = [n for n in ast.walk(ast.parse(script.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert [i.module for i in imports] == [f"catride_core.commands.{script.stem}"], script
 
+
+
+# --- DVC plots ---------------------------------------------------------------------------------
+
+
+def test_every_finetune_plot_lists_each_model_that_logs_its_column():
+    # a folder cannot be a plot's data source, so each model's log is listed; `pretrained` logs only epoch 0
+    # (R@1, collapseness), `none` has no inner PGD; the row order follows names.MODELS
+    plots = {name: spec for entry in DVC["plots"] for name, spec in entry.items()}
+    logged = {"finetune_r1": MODELS, "finetune_collapseness": MODELS, "finetune_loss": DEFENSES,
+              "finetune_inner_pgd": DEFENSES[1:]}
+    for name, models in logged.items():
+        assert list(plots[name]["y"]) == [f"logs/finetune/{m}.csv" for m in models], name
+
+
+@pytest.mark.slow
+def test_dvc_plots_show_lists_the_training_curves_and_the_tradeoff(tmp_path):
+    # the logs and the trade-off table in their real formats (tests/saved_results.py), no repro
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    write_logs(tmp_path, MODELS)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "tradeoff.csv").write_text("model,R@1,ERS,ARS\npretrained,97.5,13.1,10.8\nhm,97.7,47.5,45.4\n")
+    dvc(tmp_path, "init", "--no-scm", "-q")
+    shown = json.loads(dvc(tmp_path, "plots", "show", "--json").stdout)
+    assert not shown.get("errors"), shown["errors"]
+    assert {"pretrain_curve", "finetune_r1", "finetune_collapseness", "finetune_loss", "finetune_inner_pgd",
+            "tradeoff"} <= set(shown["data"])
+    # finetune_r1 holds every model's epochs: pretrained's epoch 0 and two epochs of each defense
+    assert len(shown["data"]["finetune_r1"][0]["content"]["data"]["values"]) == 1 + 2 * len(DEFENSES)
+    assert len(shown["data"]["tradeoff"][0]["content"]["data"]["values"]) == 2 * 2  # ERS and ARS per model

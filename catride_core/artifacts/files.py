@@ -133,8 +133,10 @@ def write_csv(path: str | Path, table: pd.DataFrame, float_format: str | None = 
         table.to_csv(tmp, index=False, float_format=float_format)
 
 
-def read_csv(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """The numeric ``columns`` of a CSV table written by a stage (other columns are left out).
+def read_csv(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A CSV table written by a stage (a training log, bootstrap resamples, per-query attack results).
+
+    With ``columns``, only those, each checked to hold numbers (the other columns are left out).
 
     Raises:
         ArtifactError: the file is missing or unreadable, or a column is absent or holds something other than numbers.
@@ -146,6 +148,8 @@ def read_csv(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
         raise ArtifactError(f"{path}: missing; run the stage that writes it first") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
         raise ArtifactError(f"{path}: not a readable CSV file ({str(exc).strip()})") from None
+    if columns is None:
+        return table
     absent = [column for column in columns if column not in table.columns]
     if absent:
         raise ArtifactError(f"{path}: lacks the columns {absent}")
@@ -154,6 +158,34 @@ def read_csv(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     if text:
         raise ArtifactError(f"{path}: the columns {text} hold something other than numbers")
     return table[list(columns)]
+
+
+def read_png(path: str | Path) -> bytes:
+    """A PNG file's bytes (a figure to embed in a report).
+
+    Raises:
+        ArtifactError: the file is missing, unreadable, or not a PNG.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run the stage that writes it first") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: not readable ({exc.strerror or exc})") from None
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ArtifactError(f"{path}: not a PNG image")
+    return data
+
+
+def save_figures(folder: str | Path, figures: Mapping[str, Any]) -> None:
+    """Figures as ``<folder>/<name>.png``, the folder replaced as a whole (atomically); the figures are closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(folder, directory=True) as tmp:
+        for name, figure in figures.items():
+            figure.savefig(tmp / f"{name}.png", format="png", metadata={"Software": None})
+            plt.close(figure)
 
 
 def save_figure(path: str | Path, figure: Any) -> None:

@@ -1,39 +1,93 @@
-"""``catride report``: the comparison of every model, as a CSV table, a markdown report and a PNG chart."""
+"""``catride report``: the comparison of every model, as CSV tables, a markdown report, one HTML page and PNG figures."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import click
 
-from catride_core import reporting
+from catride_core import figures, reporting
 from catride_core.artifacts.files import (
     ensure_writable,
+    read_csv,
     read_json,
-    save_figure,
+    read_png,
+    save_figures,
     write_csv,
     write_text,
 )
 from catride_core.commands.common import PARAMS_OPTION, stage
 from catride_core.config import load_params
+from catride_core.document import to_html, to_markdown
+from catride_core.errors import ArtifactError
+
+#: an optional input: a folder, or (``_FILE_IN``) one file
+_DIR_IN = {"type": click.Path(file_okay=False), "default": None}
+_FILE_IN = {"type": click.Path(dir_okay=False), "default": None}
+
+
+def git_commit() -> str:
+    """The checked-out commit, and whether the working tree differs from it (``unknown`` outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git commit here)"
+    return head.stdout.strip() + (" (with uncommitted changes)" if status.stdout.strip() else "")
 
 
 @stage
 @PARAMS_OPTION
 @click.option("--metrics", "metrics_dir", type=click.Path(file_okay=False), required=True, help="folder holding benign/ and robustness/ metrics")
-@click.option("--table", "table_path", type=click.Path(dir_okay=False), required=True, help="CSV, one row per model")
+@click.option("--bootstrap", "bootstrap_dir", **_DIR_IN, help="folder of <model>.csv bootstrap resamples: adds the paired comparisons")
+@click.option("--logs", "logs_dir", **_DIR_IN, help="folder of pretrain.csv and finetune/<model>.csv: adds the training curves")
+@click.option("--sweep", "sweep_path", **_FILE_IN, help="PNG of the eps sweep, shown in the report")
+@click.option("--examples", "examples_dir", **_DIR_IN, help="folder of retrieval-example PNGs, shown in the report")
+@click.option("--table", "table_path", type=click.Path(dir_okay=False), required=True, help="CSV, one row per model, with intervals")
+@click.option("--tradeoff", "tradeoff_path", type=click.Path(dir_okay=False), required=True, help="CSV of model, R@1, ERS, ARS (a DVC plot)")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), required=True, help="markdown report")
-@click.option("--figure", "figure_path", type=click.Path(dir_okay=False), required=True, help="PNG bar chart of ERS and ARS")
-def report(params_path: str, metrics_dir: str, table_path: str, markdown_path: str, figure_path: str) -> None:
-    """The comparison of every model: a CSV table, a markdown report and a PNG chart."""
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), required=True, help="the same report as one self-contained HTML page")
+@click.option("--figures", "figures_dir", type=click.Path(file_okay=False), required=True, help="folder of the report's PNG figures")
+@click.option("--commit", default=None, help="the code's commit as shown in the report (default: asked of git)")
+def report(params_path: str, metrics_dir: str, bootstrap_dir: str | None, logs_dir: str | None, sweep_path: str | None,
+           examples_dir: str | None, table_path: str, tradeoff_path: str, markdown_path: str, html_path: str,
+           figures_dir: str, commit: str | None) -> None:
+    """The comparison of every model: CSV tables, a markdown report, one HTML page and PNG figures."""
     params = load_params(params_path)
-    ensure_writable(table_path, markdown_path, figure_path)
-    folder = Path(metrics_dir)
-    benign = {m: read_json(folder / "benign" / f"{m}.json") for m in params.models}
-    robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in params.models}
-    table = reporting.robustness_table(params.models, benign, robust)
-    budget = params.attack
+    ensure_writable(table_path, tradeoff_path, markdown_path, html_path, figures_dir)
+    folder, models = Path(metrics_dir), params.models
+    benign = {m: read_json(folder / "benign" / f"{m}.json") for m in models}
+    robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in models}
+    table = reporting.robustness_table(models, benign, robust)
+    bootstrap = next((robust[m]["bootstrap"] for m in models if robust[m].get("bootstrap")), None)
+    confidence = (bootstrap or {}).get("confidence", 0.95)
+    comparisons = []
+    if bootstrap_dir is not None:
+        resamples = {m: read_csv(Path(bootstrap_dir) / f"{m}.csv") for m in models}
+        comparisons = reporting.paired_comparisons(table, resamples, confidence)
+    examples = sorted(str(p) for p in Path(examples_dir).glob("*.png")) if examples_dir is not None else []
+    if examples_dir is not None and not examples:
+        raise ArtifactError(f"{examples_dir}: no retrieval-example PNG in it; run the stage that writes them first")
+    given = {path: read_png(path) for path in ([sweep_path] if sweep_path else []) + examples}
+    logs = pretrain_log = None
+    if logs_dir is not None:
+        logs = {m: read_csv(path) for m in models if (path := Path(logs_dir) / "finetune" / f"{m}.csv").exists()}
+        pretrain_log = read_csv(Path(logs_dir) / "pretrain.csv")
+    drawn = figures.report_figures(table, logs, pretrain_log)
+    shown = {key: str(Path(figures_dir) / f"{key}.png") for key in drawn}
+    if sweep_path is not None:
+        shown["sweep"] = sweep_path
+    settings = reporting.settings_rows(params, commit or git_commit(), bootstrap)
+    blocks = reporting.report_blocks(table, comparisons, confidence, settings, shown, examples)
+
     write_csv(table_path, table)
-    write_text(markdown_path, reporting.markdown_report(table, budget.eps, budget.step_size, budget.steps, budget.max_queries))
-    save_figure(figure_path, reporting.robustness_figure(table))
-    click.echo(table.to_string(index=False))
+    write_csv(tradeoff_path, reporting.tradeoff_table(table))
+    save_figures(figures_dir, drawn)
+    images = given | {path: read_png(path) for key, path in shown.items() if key in drawn}
+    links = {path: Path(os.path.relpath(path, Path(markdown_path).parent)).as_posix() for path in images}
+    write_text(markdown_path, to_markdown(blocks, links))
+    write_text(html_path, to_html(blocks, images, "catride robustness report"))
+    click.echo(table[["model", *reporting.BENIGN_COLUMNS[:1], *reporting.SUMMARY_COLUMNS]].to_string(index=False))

@@ -14,7 +14,7 @@ from catride_core.retrieval.collapse import collapse_diagnostics
 from catride_core.retrieval.metrics import rank_metrics, recall_at_1, summary_metrics
 
 if TYPE_CHECKING:
-    # only the evaluate stage passes a World (the training stages never load catride_core.distributed)
+    # only the evaluate stage passes a World (training computes its per-epoch metrics on every process)
     from catride_core.distributed import World
 
 

@@ -4,8 +4,10 @@ data-parallel training whose objective is one process's objective of the global 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from support import ROOT, run, write_params
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from catride_core.artifacts.checkpoints import read_checkpoint
 from catride_core.commands.common import check_shareable
 from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
@@ -46,12 +49,18 @@ def test_one_process_is_the_whole_world(monkeypatch):
         assert world.gather(rows) is rows and world.shard(7, 3) == range(7)
 
 
-def launch(*words, processes=None):
-    """A stage script as dvc.yaml runs it, or under torchrun; one CPU thread per process, as torchrun sets."""
-    launcher = [sys.executable] if processes is None else [
+def launcher(processes=None):
+    """The command line start of a stage script as dvc.yaml runs it, or under torchrun, and its environment:
+    one CPU thread per process, as torchrun sets."""
+    words = [sys.executable] if processes is None else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*launcher, *map(str, words)], cwd=ROOT, env=env, capture_output=True, text=True,
+    return words, {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def launch(*words, processes=None):
+    """Run a stage script (see ``launcher``); its stdout."""
+    start, env = launcher(processes)
+    result = subprocess.run([*start, *map(str, words)], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -204,3 +213,42 @@ def test_ca_tride_on_two_processes_trains_the_objective_of_one(tmp_path):
     # as the learning rate where a gradient is ~0; its loss still agrees closely
     assert abs(two["loss"][1] - one["loss"][1]) <= 1e-3
     # every process ended with rank 0's weights: fit checks it (World.diverged, tested above) and fails otherwise
+
+
+@pytest.mark.slow
+def test_two_processes_stopped_mid_epoch_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    # 100 train anchors in batches of 8 pairs: 13 steps an epoch; rank 0 saves a state every 2 steps
+    params = write_params(tmp_path, {"finetune": {"epochs": 2, "pairs_per_batch": 8, "steps": 1},
+                                     "base": {"checkpoint_every": 2}})
+    data, start = tmp_path / "prepared", tmp_path / "start.pt"
+    assert run(prepare, "--params", params, "--out", data).exit_code == 0
+    assert run(pretrain, "--params", params, "--data", data, "--checkpoint", start, "--log", tmp_path / "pre.csv",
+               "--no-progress").exit_code == 0
+
+    def args(name):
+        return ["--", "stages/finetune.py", "--params", params, "--data", data, "--start", start, "--model",
+                "ca_tride", "--checkpoint", tmp_path / f"{name}.pt", "--log", tmp_path / f"{name}.csv",
+                "--state", tmp_path / f"{name}.state", "--no-progress"]
+
+    launch(*args("whole"), processes=2)
+    words, env = launcher(2)
+    stopped = subprocess.Popen([*words, *map(str, args("stopped"))], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, progress = time.time() + 240, None
+    while time.time() < deadline and stopped.poll() is None:
+        try:
+            progress = torch.load(tmp_path / "stopped.state", weights_only=True)["progress"]
+        except Exception:  # noqa: BLE001 - not written yet, or being replaced
+            progress = None
+        if progress is not None and progress["epoch"] == 0 and progress["batch"] >= 2:
+            stopped.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+            break
+        time.sleep(0.05)
+    assert stopped.wait(timeout=60) != 0 and progress is not None, "finetune ended before it could be stopped"
+    assert not (tmp_path / "stopped.pt").exists() and (tmp_path / "stopped.state").exists()
+    launch(*args("stopped"), processes=2)
+    # both processes loaded rank 0's state: the resumed run ends where the uninterrupted one does, bit for bit
+    assert (tmp_path / "stopped.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    whole, resumed = (read_checkpoint(tmp_path / f"{name}.pt")["state_dict"] for name in ("whole", "stopped"))
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
+    assert not (tmp_path / "stopped.state").exists()

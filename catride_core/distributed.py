@@ -154,7 +154,9 @@ class World:
             return ["(on another process)"]
         return differing
 
-    def embed(self, model: nn.Module, images: Tensor | Dataset, batch_size: int, device: torch.device) -> Tensor:
+    def embed(
+        self, model: nn.Module, images: Tensor | Dataset, batch_size: int, device: torch.device, num_workers: int = 0
+    ) -> Tensor:
         """``models.embedding.embed`` of all ``images``, each process embedding its shard, on every process.
 
         Shape:
@@ -164,7 +166,7 @@ class World:
         if not len(shard):
             return self.gather(torch.empty(0, device=device))
         part = images[shard.start : shard.stop] if isinstance(images, Tensor) else Subset(images, shard)
-        return self.gather(embed(model, part, batch_size=batch_size, device=device))
+        return self.gather(embed(model, part, batch_size=batch_size, device=device, num_workers=num_workers))
 
 
 class _AllGather(torch.autograd.Function):

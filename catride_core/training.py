@@ -306,8 +306,9 @@ def fit(
         world: the processes sharing each batch (README "Several processes"):
             every process draws the same global batches of ``pairs_per_batch``
             pairs and computes on its share of their pairs; the model trains as
-            a DistributedDataParallel replica. Every process takes part in
-            ``epoch_metrics``; only rank 0's log rows are meant to be written.
+            a DistributedDataParallel replica. Every process calls
+            ``epoch_metrics`` (which may share its work through the world);
+            only rank 0's log rows are meant to be written.
 
     Returns:
         one log row per epoch, and the final training state (epoch, step).

@@ -67,7 +67,8 @@ def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, 
 
         def metrics(m: torch.nn.Module) -> dict[str, float]:
             return rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
-                                         evaluation.diagnostic_inverse_temperature, params.base.seed, num_workers))
+                                         evaluation.diagnostic_inverse_temperature, params.base.seed, num_workers,
+                                         world))
 
         resolved = resolved_finetune(params, model_name, begin["params"])
         if model_name == names.PRETRAINED:

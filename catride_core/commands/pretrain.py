@@ -68,7 +68,8 @@ def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, st
         log, state = fit(
             model, optimizer, train_set, torch.as_tensor(data.labels("train")), benign_step,
             lambda m: rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
-                                            evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers)),
+                                            evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers,
+                                            world)),
             epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
             miner=cfg.miner, device=device, num_workers=cfg.num_workers, progress=progress,
             precision=params.base.precision, checkpoint_every=params.base.checkpoint_every, world=world, **resuming,

@@ -194,7 +194,7 @@ def test_ca_tride_on_two_processes_trains_the_objective_of_one(tmp_path):
     outputs, printed = {}, {}
     for processes in (None, 2):
         out = tmp_path / f"processes-{processes or 1}"
-        # "--" ends torchrun's own options: it would take --start for an abbreviation of its --start-method
+        # "--" ends torchrun's options: it would take --start and --log for its --start-method and --log-dir
         printed[processes] = launch(*(["--"] if processes else []), "stages/finetune.py", "--params", params,
                                     "--data", data, "--start", start, "--model", "ca_tride",
                                     "--checkpoint", out / "ca_tride.pt", "--log", out / "log.csv", "--no-progress",

@@ -10,14 +10,20 @@ Work is split in contiguous shards whose boundaries fall on multiples of the
 batch size, so each process runs exactly the batches one process would run,
 and the gathered results are those of one process, byte for byte (given the
 same number of CPU threads per process: float kernels round by it).
+
+Training shares each global SPC-2 batch instead (``pair_shares``): every
+process holds the whole batch and computes on its contiguous share of pairs,
+and ``gather_shares`` puts the shares back together, with gradient, so that a
+loss of the gathered tensors is the loss of the global batch.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -101,7 +107,56 @@ class World:
         dist.all_gather(parts, padded)
         return torch.cat([part[:count] for part, count in zip(parts, counts)]).to(rows.device)
 
-    def embed(self, model: nn.Module, images: Tensor | Dataset, batch_size: int, device: torch.device) -> Tensor:
+    def pair_shares(self, pairs: int) -> list[range]:
+        """Every process's contiguous share of a batch's ``pairs`` SPC-2 pairs (indices 0 .. pairs - 1), in rank order.
+
+        Shares differ by at most one pair, the later ranks holding the larger
+        ones; when ``pairs`` is a multiple of the number of processes they are equal.
+        """
+        return [range(rank * pairs // self.size, (rank + 1) * pairs // self.size) for rank in range(self.size)]
+
+    def gather_shares(self, rows: Tensor, counts: Sequence[int]) -> Tensor:
+        """Every process's ``rows`` (``counts[r]`` of them on process r), concatenated in rank order, with gradient.
+
+        The result is the same tensor on every process, so a loss of it is too.
+        Its backward sums every process's gradient of a share into the rows of
+        the process that owns the share: when every process computes the same
+        loss of the gathered rows, each gets its rows' gradient times the number
+        of processes, which DistributedDataParallel's averaging of the parameter
+        gradients divides out again (and which sign-PGD does not see). One process: ``rows`` itself.
+
+        Shape:
+            rows: (counts[rank], ...) -> (sum(counts), ...)
+        """
+        if self.size == 1:
+            return rows
+        padding = rows.new_zeros((max(counts) - len(rows), *rows.shape[1:]))
+        parts = _AllGather.apply(torch.cat([rows, padding]).to(self.device), self.rank, self.size)
+        return torch.cat([part[:count] for part, count in zip(parts, counts)]).to(rows.device)
+
+    def diverged(self, model: nn.Module) -> list[str]:
+        """The names of ``model``'s parameters and buffers whose values differ from rank 0's (on every process).
+
+        A collective: every process must call it. One process: none.
+        """
+        if self.size == 1:
+            return []
+        differing = []
+        for name, value in (*model.named_parameters(), *model.named_buffers()):
+            reference = value.detach().to(self.device, copy=True)
+            dist.broadcast(reference, 0)
+            if not torch.equal(reference, value.detach().to(self.device)):
+                differing.append(name)
+        # every process learns every process's answer, so that all of them fail together or none
+        flags = torch.tensor([float(bool(differing))], device=self.device)
+        dist.all_reduce(flags)
+        if float(flags) and not differing:
+            return ["(on another process)"]
+        return differing
+
+    def embed(
+        self, model: nn.Module, images: Tensor | Dataset, batch_size: int, device: torch.device, num_workers: int = 0
+    ) -> Tensor:
         """``models.embedding.embed`` of all ``images``, each process embedding its shard, on every process.
 
         Shape:
@@ -111,7 +166,25 @@ class World:
         if not len(shard):
             return self.gather(torch.empty(0, device=device))
         part = images[shard.start : shard.stop] if isinstance(images, Tensor) else Subset(images, shard)
-        return self.gather(embed(model, part, batch_size=batch_size, device=device))
+        return self.gather(embed(model, part, batch_size=batch_size, device=device, num_workers=num_workers))
+
+
+class _AllGather(torch.autograd.Function):
+    """``dist.all_gather`` of equal-shaped tensors with a backward: the sum over processes of the gradient of
+    this process's part (an all-reduce, which every backend has)."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: Tensor, rank: int, size: int) -> tuple[Tensor, ...]:
+        ctx.rank = rank
+        parts = [torch.empty_like(rows) for _ in range(size)]
+        dist.all_gather(parts, rows.contiguous())
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx: Any, *gradients: Tensor) -> tuple[Tensor, None, None]:
+        summed = torch.stack(gradients)
+        dist.all_reduce(summed)
+        return summed[ctx.rank], None, None
 
 
 @contextmanager

@@ -6,6 +6,15 @@ The loop owns the explicit training state: the epoch, the global step index
 (CA-TRIDE's CAP/ANP alternation is a function of it) and per-epoch seeds for
 the sampler and the miner, so a resumed or multi-process run sees the same
 sequence.
+
+Under torchrun (README "Several processes") every process loads the same
+global batch and computes on its share of its pairs (``own_rows``,
+``own_triplets``); the embeddings a loss is made of are gathered with gradient
+(``gather_rows``, ``gather_triplets``), so every process computes the loss of
+the global batch, the objective of one process. The training forward pass goes
+through the step's ``replica`` (DistributedDataParallel), everything else
+through the plain model. In one process every helper here is the identity and
+the code is the single-process code, operation for operation.
 """
 
 from __future__ import annotations
@@ -18,11 +27,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from catride_core.data.sampler import SPC2Sampler
+from catride_core.distributed import World
 from catride_core.errors import TrainingError
 from catride_core.losses import mine_triplets, triplet_loss
+from catride_core.models.embedding import embed
 from catride_core.runtime import derive_seed, progress_bar, seeded_generator
 
 
@@ -37,6 +49,18 @@ class StepContext:
     margin: float
     miner: str
     total_steps: int = 0  # global steps of the whole run (0: unknown)
+    world: World = field(default_factory=World)  # the processes sharing each batch
+    replica: nn.Module | None = None  # the DistributedDataParallel wrapper of the model (None: one process)
+
+    def trained(self, model: nn.Module) -> nn.Module:
+        """What the step's one training forward pass (the one whose loss is back-propagated) runs through.
+
+        Under torchrun the DDP replica, whose backward averages the gradients
+        over the processes; every other forward pass of a step (mining, the
+        inner PGD, a second training pass) runs on the plain ``model``, so that
+        DDP sees one forward pass per backward and no inner-PGD gradient is all-reduced.
+        """
+        return model if self.replica is None else self.replica
 
 
 @dataclass
@@ -50,13 +74,72 @@ class StepOutput:
 StepFn = Callable[[nn.Module, Tensor, Tensor, StepContext], StepOutput]
 
 
+def own_rows(batch: Tensor, ctx: StepContext) -> Tensor:
+    """This process's rows of a global SPC-2 batch (or of anything with one row per batch item): its pairs' rows.
+
+    Shape:
+        batch: (2P, ...) -> (2 P_rank, ...)
+    """
+    if ctx.world.size == 1:
+        return batch
+    share = ctx.world.pair_shares(batch.shape[0] // 2)[ctx.world.rank]
+    return batch[2 * share.start : 2 * share.stop]
+
+
+def gather_rows(rows: Tensor, ctx: StepContext, pairs: int) -> Tensor:
+    """Every process's ``own_rows`` of a batch of ``pairs`` pairs, back in batch order, with gradient.
+
+    Shape:
+        rows: (2 P_rank, ...) -> (2P, ...)
+    """
+    return ctx.world.gather_shares(rows, [2 * len(share) for share in ctx.world.pair_shares(pairs)])
+
+
+def own_triplets(indices: tuple[Tensor, Tensor, Tensor], ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
+    """This process's share of a batch's mined triplets: those of its pairs (the miner makes triplet i of pair i).
+
+    Its negatives may be any item of the global batch, which every process holds.
+
+    Shape:
+        indices: 3 x (P,) -> 3 x (P_rank,)
+    """
+    if ctx.world.size == 1:
+        return indices
+    share = ctx.world.pair_shares(indices[0].shape[0])[ctx.world.rank]
+    anchors, positives, negatives = (index[share.start : share.stop] for index in indices)
+    return anchors, positives, negatives
+
+
+def gather_triplets(rows: Tensor, ctx: StepContext, triplets: int) -> Tensor:
+    """Every process's rows of ``own_triplets`` (of a batch of ``triplets`` triplets), in batch order, with gradient.
+
+    Shape:
+        rows: (P_rank, ...) -> (P, ...)
+    """
+    return ctx.world.gather_shares(rows, [len(share) for share in ctx.world.pair_shares(triplets)])
+
+
+def batch_embeddings(model: nn.Module, images: Tensor, ctx: StepContext) -> Tensor:
+    """``embed(model, images)`` of the global batch (eval mode, no gradient), each process embedding its own rows.
+
+    Shape:
+        images: (2P, C, H, W) -> (2P, D)
+    """
+    if ctx.world.size == 1:
+        return embed(model, images)
+    return gather_rows(embed(model, own_rows(images, ctx)), ctx, images.shape[0] // 2)
+
+
 def benign_step(model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
     """Triplet loss on clean images, negatives mined on the batch's own embeddings.
+
+    Under torchrun each process embeds its pairs and mines from the gathered
+    embeddings of the global batch, as one process does.
 
     Shape:
         images: (2P, C, H, W) laid out [a1, p1, a2, p2, ...]; labels: (2P,)
     """
-    embeddings = model(images)
+    embeddings = gather_rows(ctx.trained(model)(own_rows(images, ctx)), ctx, images.shape[0] // 2)
     a, p, n = mine_triplets(embeddings.detach(), labels, ctx.miner, ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
     return StepOutput(triplet_loss(embeddings[a], embeddings[p], embeddings[n], ctx.margin))
 
@@ -121,6 +204,9 @@ class Progress:
                    [dict(row) for row in state["rows"]])
 
 
+#: the default of ``fit`` and ``train_epoch``: training without torchrun
+ONE_PROCESS = World()
+
 #: ``base.precision`` -> the autocast dtype of training's forward passes (None: float32 throughout)
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -142,13 +228,16 @@ def train_epoch(
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[Progress], None] | None = None,
     show_progress: bool = False,
+    world: World = ONE_PROCESS,
+    replica: nn.Module | None = None,
 ) -> None:
     """Train on the epoch's batches from ``progress.batch`` on, updating ``progress`` in place.
 
     Batches before ``progress.batch`` (a resumed epoch) are loaded but not
     trained on: loading them again keeps every later batch's random crops and
     flips what they were in the uninterrupted run. Every ``checkpoint_every``
-    global steps ``on_checkpoint(progress)`` is called.
+    global steps ``on_checkpoint(progress)`` is called. Under torchrun
+    ``replica`` is the model's DistributedDataParallel wrapper (``fit`` makes it).
     """
     dtype = AUTOCAST_DTYPES[precision]
     bar = progress_bar(loader, enabled=show_progress, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
@@ -157,7 +246,7 @@ def train_epoch(
             continue
         model.train()
         ctx = StepContext(epoch, epochs, progress.step, seeded_generator(seed, progress.step, 2), margin, miner,
-                          total_steps=epochs * len(loader))
+                          total_steps=epochs * len(loader), world=world, replica=replica)
         with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
             out = step_fn(model, images.to(device, non_blocking=True), labels.to(device, non_blocking=True), ctx)
         check_finite(out, epoch, progress.step)
@@ -193,6 +282,7 @@ def fit(
     resume: Progress | None = None,
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[Progress], None] | None = None,
+    world: World = ONE_PROCESS,
 ) -> tuple[list[dict[str, float]], dict[str, int]]:
     """Train for ``epochs`` SPC-2 epochs; after each, log the step statistics and ``epoch_metrics(model)``.
 
@@ -211,24 +301,46 @@ def fit(
         resume: where a previous run of the same training stopped (None: the start).
         checkpoint_every: call ``on_checkpoint`` every this many global steps,
             besides at each epoch's end (None: at each epoch's end only).
-        on_checkpoint: receives the ``Progress`` whenever a resumable state should be saved.
+        on_checkpoint: receives the ``Progress`` whenever a resumable state should be saved
+            (on rank 0 only, under torchrun).
+        world: the processes sharing each batch (README "Several processes"):
+            every process draws the same global batches of ``pairs_per_batch``
+            pairs and computes on its share of their pairs; the model trains as
+            a DistributedDataParallel replica. Every process calls
+            ``epoch_metrics`` (which may share its work through the world);
+            only rank 0's log rows are meant to be written.
 
     Returns:
         one log row per epoch, and the final training state (epoch, step).
+
+    Raises:
+        TrainingError: under torchrun, a batch would leave a process without a
+            pair, or the processes' models ended up different.
     """
     sampler = SPC2Sampler(train_labels.numpy(), pairs_per_batch, seed)
+    smallest = len(train_labels) % pairs_per_batch or pairs_per_batch
+    if smallest < world.size:
+        raise TrainingError(f"the last batch of an epoch holds {smallest} SPC-2 pairs, fewer than the {world.size} "
+                            "processes sharing it; choose a pairs_per_batch that leaves more, or fewer processes")
+    # no buffer sync at each forward pass: BatchNorm is frozen (models/resnet.py), so no buffer changes in training
+    replica = DistributedDataParallel(model, forward_sync_buffers=False) if world.size > 1 else None
+    save = on_checkpoint if world.is_main else None
     state = resume if resume is not None else Progress()
-    for epoch in progress_bar(range(state.epoch, epochs), enabled=progress, desc="training"):
+    for epoch in progress_bar(range(state.epoch, epochs), enabled=progress and world.is_main, desc="training"):
         torch.manual_seed(derive_seed(seed, epoch, 3))
         loader = make_loader(train_set, sampler, num_workers, seed, epoch, pin_memory=device.type == "cuda")
         train_epoch(
             model, optimizer, loader, step_fn, epoch=epoch, epochs=epochs, progress=state, seed=seed, margin=margin,
             miner=miner, device=device, precision=precision, checkpoint_every=checkpoint_every,
-            on_checkpoint=on_checkpoint, show_progress=progress,
+            on_checkpoint=save, show_progress=progress and world.is_main, world=world, replica=replica,
         )
         means = {key: value / max(state.batch, 1) for key, value in state.totals.items()}
         state.rows.append({"epoch": epoch + 1, "step": state.step, **means, **epoch_metrics(model)})
         state.epoch, state.batch, state.totals = epoch + 1, 0, {}
-        if on_checkpoint is not None:
-            on_checkpoint(state)
+        if save is not None:
+            save(state)
+    diverged = world.diverged(model)
+    if diverged:
+        raise TrainingError(f"the {world.size} processes ended training with different weights "
+                            f"({', '.join(diverged[:3])}); nothing was written")
     return state.rows, {"epoch": epochs, "step": state.step}

@@ -13,7 +13,7 @@ import click
 import torch
 
 from catride_core.config import Params, load_params, resolved
-from catride_core.errors import CatrideError
+from catride_core.errors import CatrideError, ParamsError
 from catride_core.runtime import resolve_device, seed_everything
 
 PARAMS_OPTION = click.option(
@@ -121,6 +121,17 @@ def announce_resume(state: Any, progress: Any) -> None:
     """One line when a training command continues an interrupted run."""
     if progress is not None:
         click.echo(f"resuming from {state.path}: epoch {progress.epoch + 1}, global step {progress.step}", err=True)
+
+
+def check_shareable(params_path: str, key: str, pairs_per_batch: int, processes: int) -> None:
+    """Under torchrun, each process trains on an equal share of whole SPC-2 pairs of every global batch.
+
+    Raises:
+        ParamsError: naming ``key`` when ``pairs_per_batch`` is not a multiple of ``processes``.
+    """
+    if pairs_per_batch % processes:
+        raise ParamsError(f"{params_path}: {key} = {pairs_per_batch} pairs cannot be shared equally by "
+                          f"{processes} processes; make it a multiple of {processes}")
 
 
 def start(params_path: str) -> tuple[Params, torch.device]:

@@ -18,6 +18,7 @@ from catride_core.commands.common import (
     PROGRESS_OPTION,
     STATE_OPTION,
     announce_resume,
+    check_shareable,
     identity_params,
     stage,
     start,
@@ -25,6 +26,7 @@ from catride_core.commands.common import (
 )
 from catride_core.config import resolved
 from catride_core.data.prepared import build_dataset
+from catride_core.distributed import distributed
 from catride_core.errors import ParamsError
 from catride_core.models import build_model, input_mismatch
 from catride_core.retrieval.evaluation import epoch_metrics
@@ -40,31 +42,40 @@ from catride_core.training import benign_step, fit
 @PROGRESS_OPTION
 def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, state_path: str | None,
              progress: bool) -> None:
-    """Benign triplet training of the embedding model (docs/method.md section 3)."""
+    """Benign triplet training of the embedding model (docs/method.md section 3).
+
+    Under ``torchrun --nproc_per_node N`` N processes train it data-parallel (README "Several processes").
+    """
     params, device = start(params_path)
     ensure_writable(checkpoint, log_path)
     cfg, evaluation = params.pretrain, params.evaluate
     data = load_prepared(data_dir)
     train_set, test_set = build_dataset(data, "train", train=True), build_dataset(data, "test", train=False)
-    model = build_model(cfg.arch, cfg.embedding_dim, cfg.weights).to(device)
-    mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
-    if mismatch:
-        raise ParamsError(f"{params_path}: pretrain.arch {cfg.arch!r} does not fit prepare.dataset {data.meta['dataset']!r}: {mismatch}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    training_state = TrainingState(state_file(state_path, checkpoint), {
-        "stage": "pretrain", "params": identity_params(params, "base", "prepare", "pretrain", "evaluate"),
-        "data": data.meta["files"],
-    })
-    resuming = training_state.resume(model, optimizer, None)
-    announce_resume(training_state, resuming["resume"])
-    log, state = fit(
-        model, optimizer, train_set, torch.as_tensor(data.labels("train")), benign_step,
-        lambda m: rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
-                                        evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers)),
-        epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
-        miner=cfg.miner, device=device, num_workers=cfg.num_workers, progress=progress,
-        precision=params.base.precision, checkpoint_every=params.base.checkpoint_every, **resuming,
-    )
+    with distributed(device) as world:
+        check_shareable(params_path, "pretrain.pairs_per_batch", cfg.pairs_per_batch, world.size)
+        model = build_model(cfg.arch, cfg.embedding_dim, cfg.weights).to(device)
+        mismatch = input_mismatch(model, data.meta["image_size"], data.meta["channels"])
+        if mismatch:
+            raise ParamsError(f"{params_path}: pretrain.arch {cfg.arch!r} does not fit prepare.dataset {data.meta['dataset']!r}: {mismatch}")
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        training_state = TrainingState(state_file(state_path, checkpoint), {
+            "stage": "pretrain", "params": identity_params(params, "base", "prepare", "pretrain", "evaluate"),
+            "data": data.meta["files"],
+        })
+        resuming = training_state.resume(model, optimizer, None)
+        if world.is_main:
+            announce_resume(training_state, resuming["resume"])
+        log, state = fit(
+            model, optimizer, train_set, torch.as_tensor(data.labels("train")), benign_step,
+            lambda m: rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
+                                            evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers,
+                                            world)),
+            epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
+            miner=cfg.miner, device=device, num_workers=cfg.num_workers, progress=progress,
+            precision=params.base.precision, checkpoint_every=params.base.checkpoint_every, world=world, **resuming,
+        )
+    if not world.is_main:
+        return
     save_checkpoint(checkpoint, model, resolved(params, "base", "prepare", "pretrain"), state, optimizer)
     write_csv(log_path, pd.DataFrame(log))
     training_state.remove()

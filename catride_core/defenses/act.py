@@ -14,8 +14,7 @@ from catride_core.defenses.base import (
 )
 from catride_core.distances import paired_distances
 from catride_core.losses import mine_triplets
-from catride_core.models.embedding import embed
-from catride_core.training import StepContext
+from catride_core.training import StepContext, batch_embeddings
 
 
 class AntiCollapseTriplet(AdversarialDefense):
@@ -29,7 +28,7 @@ class AntiCollapseTriplet(AdversarialDefense):
     name = "act"
 
     def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
-        embeddings = embed(model, images)
+        embeddings = batch_embeddings(model, images, ctx)
         indices = mine_triplets(embeddings, labels, ctx.miner, ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
 
         def objective(perturbed: Mapping[Role, Tensor]) -> Tensor:
@@ -37,5 +36,5 @@ class AntiCollapseTriplet(AdversarialDefense):
 
         return attack_roles(
             model, images, indices, ("positives", "negatives"), objective,
-            eps=self.eps, step_size=self.step_size, steps=self.steps,
+            ctx=ctx, eps=self.eps, step_size=self.step_size, steps=self.steps,
         )

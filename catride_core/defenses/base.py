@@ -21,6 +21,12 @@ never trained through.
 
 A defense's running state, if any, is explicit: ``state_dict`` /
 ``load_state_dict`` (only HM has some: its previous adversarial loss).
+
+Under torchrun (``catride_core.training``) every process mines the same
+triplets from the gathered embeddings of the global batch, perturbs and trains
+on its share of them (``own_triplets``), and gathers the embeddings every
+objective and loss is made of: inner objectives, losses and statistics are
+those of the global batch, the same on every process.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from catride_core.attacks.pgd import pgd
 from catride_core.distances import paired_distances
 from catride_core.losses import triplet_loss
 from catride_core.retrieval.collapse import collapseness
-from catride_core.training import StepContext, StepOutput
+from catride_core.training import StepContext, StepOutput, gather_triplets, own_triplets
 
 Role = Literal["anchors", "positives", "negatives"]
 ROLES: tuple[Role, ...] = ("anchors", "positives", "negatives")
@@ -73,8 +79,9 @@ class PerturbedTriplets:
     """What a defense's inner maximisation produced for one batch.
 
     Attributes:
-        indices: the mined triplets, indices into the batch. Shape: 3 x (B,)
-        clean: the triplets' clean images. Shape: 3 x (B, C, H, W)
+        indices: the mined triplets of the global batch, indices into it. Shape: 3 x (B,)
+        clean: the clean images of this process's triplets (``own_triplets``;
+            all of them in one process). Shape: 3 x (B_rank, C, H, W)
         images: the images the defense trains on: the perturbed copies for the
             roles in ``roles``, the clean images for the others.
         roles: the roles PGD perturbed.
@@ -90,15 +97,19 @@ class PerturbedTriplets:
     steps_taken: int
 
 
-def embed_triplets(model: nn.Module, images: TripletTensors) -> TripletTensors:
-    """Embeddings of the training triplets with gradient, in one forward pass, in the model's current mode.
+def embed_triplets(model: nn.Module, perturbed: PerturbedTriplets, ctx: StepContext) -> TripletTensors:
+    """Embeddings of all B training triplets with gradient, in the model's current mode.
+
+    This process's triplets run in one forward pass through ``ctx.trained(model)``;
+    the other processes' are gathered.
 
     Shape:
-        images: 3 x (B, C, H, W) -> 3 x (B, D)
+        perturbed.images: 3 x (B_rank, C, H, W) -> 3 x (B, D)
     """
-    size = images.anchors.shape[0]
-    embeddings = model(torch.cat([images.anchors, images.positives, images.negatives]))
-    return TripletTensors(*embeddings.split(size))
+    images = perturbed.images
+    size, total = images.anchors.shape[0], perturbed.indices[0].shape[0]
+    embeddings = ctx.trained(model)(torch.cat([images.anchors, images.positives, images.negatives]))
+    return TripletTensors(*(gather_triplets(part, ctx, total) for part in embeddings.split(size)))
 
 
 def attack_roles(
@@ -108,6 +119,7 @@ def attack_roles(
     roles: tuple[Role, ...],
     objective: Callable[[Mapping[Role, Tensor]], Tensor],
     *,
+    ctx: StepContext,
     eps: float,
     step_size: float,
     steps: int,
@@ -116,21 +128,26 @@ def attack_roles(
 ) -> PerturbedTriplets:
     """Perturb the images of ``roles`` jointly with one ``pgd`` run; keep the other roles clean.
 
+    Under torchrun each process perturbs the images of its own triplets, and
+    the objective sees the gathered embeddings of all B triplets: its value,
+    and so PGD's stopping rules, are the same on every process.
+
     Args:
-        model: the embedding model.
-        images: the clean batch. Shape: (2P, C, H, W)
+        model: the embedding model (the plain one, not the step's replica).
+        images: the clean global batch. Shape: (2P, C, H, W)
         indices: the mined triplets, indices into the batch. Shape: 3 x (B,)
         roles: which roles to perturb, e.g. ``("positives", "negatives")``.
-        objective: role -> embeddings of its perturbed images (only ``roles``)
-            -> scalar loss to minimise. Clean embeddings of the unperturbed
-            roles belong in its closure, as constants.
+        objective: role -> embeddings of its perturbed images (only ``roles``;
+            all B triplets) -> scalar loss to minimise. Clean embeddings of the
+            unperturbed roles belong in its closure, as constants.
+        ctx: the step (its processes).
         eps, step_size, steps, stop_below, stop_change_below: as in ``pgd``.
     """
-    clean = TripletTensors.gather(images, indices)
-    size = clean.anchors.shape[0]
+    clean = TripletTensors.gather(images, own_triplets(indices, ctx))
+    size, total = clean.anchors.shape[0], indices[0].shape[0]
 
     def joint(embeddings: Tensor) -> Tensor:
-        return objective(dict(zip(roles, embeddings.split(size))))
+        return objective({role: gather_triplets(part, ctx, total) for role, part in zip(roles, embeddings.split(size))})
 
     batch = torch.cat([clean.role(role) for role in roles])
     result = pgd(
@@ -201,7 +218,11 @@ class AdversarialDefense(Defense):
     def extra_losses(
         self, model: nn.Module, perturbed: PerturbedTriplets, embeddings: TripletTensors, ctx: StepContext
     ) -> dict[str, Tensor]:
-        """Named terms the defense adds to the triplet loss (each logged under its name); none by default."""
+        """Named terms the defense adds to the triplet loss (each logged under its name); none by default.
+
+        ``embeddings`` are those of all B triplets (gathered under torchrun);
+        ``perturbed`` holds this process's share of the images.
+        """
         return {}
 
     def train_loss(self, model: nn.Module, perturbed: PerturbedTriplets, ctx: StepContext) -> StepOutput:
@@ -211,7 +232,7 @@ class AdversarialDefense(Defense):
         ``triplet_loss`` (the adversarial triplet loss alone), ``collapseness``
         (C of the training triplets), and one entry per extra term.
         """
-        embeddings = embed_triplets(model, perturbed.images)
+        embeddings = embed_triplets(model, perturbed, ctx)
         loss = triplet_loss(embeddings.anchors, embeddings.positives, embeddings.negatives, ctx.margin)
         extras = self.extra_losses(model, perturbed, embeddings, ctx)
         with torch.no_grad():

@@ -13,8 +13,13 @@ from catride_core.defenses.base import (
 )
 from catride_core.distances import embedding_shift
 from catride_core.losses import mine_triplets
-from catride_core.models.embedding import embed
-from catride_core.training import StepContext
+from catride_core.training import (
+    StepContext,
+    batch_embeddings,
+    gather_rows,
+    own_rows,
+    own_triplets,
+)
 
 
 class EmbeddingShiftedTriplet(AdversarialDefense):
@@ -29,19 +34,23 @@ class EmbeddingShiftedTriplet(AdversarialDefense):
     name = "est"
 
     def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
-        clean = embed(model, images)
+        clean = batch_embeddings(model, images, ctx)
+        pairs = images.shape[0] // 2
 
         def objective(embeddings: Tensor) -> Tensor:
             # embedding_shift, not the plain norm: at the start x' = x and only it has a gradient there
-            return -embedding_shift(embeddings, clean).mean()
+            return -embedding_shift(gather_rows(embeddings, ctx, pairs), clean).mean()
 
-        result = pgd(model, images, objective, self.eps, self.step_size, self.steps)
-        adversarial = embed(model, result.images)
+        # under torchrun each process perturbs its own rows; the triplets are mined from all of them
+        result = pgd(model, own_rows(images, ctx), objective, self.eps, self.step_size, self.steps)
+        perturbed = gather_rows(result.images, ctx, pairs)
+        adversarial = batch_embeddings(model, perturbed, ctx)
         indices = mine_triplets(adversarial, labels, "random", ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
+        share = own_triplets(indices, ctx)
         return PerturbedTriplets(
             indices,
-            TripletTensors.gather(images, indices),
-            TripletTensors.gather(result.images, indices),
+            TripletTensors.gather(images, share),
+            TripletTensors.gather(perturbed, share),
             ROLES,
             result.loss,
             result.steps_taken,

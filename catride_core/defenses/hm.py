@@ -21,8 +21,12 @@ from catride_core.defenses.base import (
 )
 from catride_core.distances import paired_distances
 from catride_core.losses import mine_triplets
-from catride_core.models.embedding import embed
-from catride_core.training import StepContext, StepOutput
+from catride_core.training import (
+    StepContext,
+    StepOutput,
+    batch_embeddings,
+    gather_triplets,
+)
 
 #: L_prev before the first step: above any margin, so the first destination is the easiest one (-m)
 INITIAL_PREV_LOSS = 2.0
@@ -97,7 +101,7 @@ class HardnessManipulation(AdversarialDefense):
         self.prev_loss = float(state["prev_loss"])
 
     def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
-        embeddings = embed(model, images)
+        embeddings = batch_embeddings(model, images, ctx)
         indices = mine_triplets(embeddings, labels, "semihard", ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
         destination = destination_hardness(self.prev_loss, ctx.margin)
 
@@ -106,7 +110,7 @@ class HardnessManipulation(AdversarialDefense):
 
         return attack_roles(
             model, images, indices, ROLES, objective,
-            eps=self.eps, step_size=self.step_size, steps=self.steps, stop_change_below=self.stop_change_below,
+            ctx=ctx, eps=self.eps, step_size=self.step_size, steps=self.steps, stop_change_below=self.stop_change_below,
         )
 
     def extra_losses(
@@ -114,8 +118,11 @@ class HardnessManipulation(AdversarialDefense):
     ) -> dict[str, Tensor]:
         if not self.ics:
             return {}
-        size = perturbed.clean.anchors.shape[0]
-        anchors, positives = model(torch.cat([perturbed.clean.anchors, perturbed.clean.positives])).split(size)
+        size, total = perturbed.clean.anchors.shape[0], perturbed.indices[0].shape[0]
+        # the plain model, not ctx.trained(model): DDP takes one forward pass per backward, and the
+        # gradients of this one reach the same parameters, so they are averaged with the rest
+        local = model(torch.cat([perturbed.clean.anchors, perturbed.clean.positives])).split(size)
+        anchors, positives = (gather_triplets(part, ctx, total) for part in local)
         hinge = paired_distances(anchors, embeddings.anchors) - paired_distances(anchors, positives)
         return {"ics": self.ics_weight * hinge.clamp_min(0.0).mean()}
 

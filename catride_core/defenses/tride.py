@@ -31,9 +31,8 @@ from catride_core.defenses.base import (
 )
 from catride_core.distances import embedding_shift, paired_distances
 from catride_core.losses import mine_triplets
-from catride_core.models.embedding import embed
 from catride_core.retrieval.collapse import soft_max_mean
-from catride_core.training import StepContext, StepOutput
+from catride_core.training import StepContext, StepOutput, batch_embeddings
 
 Phase = Literal["cap", "anp"]
 Ramp = Literal["progress", "epoch", "off"]
@@ -179,7 +178,7 @@ class TripletDecoupling(AdversarialDefense):
         return self.step_size
 
     def perturb(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: StepContext) -> PerturbedTriplets:
-        embeddings = embed(model, images)
+        embeddings = batch_embeddings(model, images, ctx)
         indices = mine_triplets(embeddings, labels, ctx.miner, ctx.margin, ctx.generator, ctx.epoch, ctx.epochs)
         anchors, positives, negatives = (embeddings[index] for index in indices)
         lam, aware = self.inverse_temperature, self.collapse_aware
@@ -198,7 +197,7 @@ class TripletDecoupling(AdversarialDefense):
 
         return attack_roles(
             model, images, indices, roles, objective,
-            eps=self.eps, step_size=self.step_size_at(ctx), steps=self.steps,
+            ctx=ctx, eps=self.eps, step_size=self.step_size_at(ctx), steps=self.steps,
             stop_below=self.stop_below,
         )
 

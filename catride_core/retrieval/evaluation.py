@@ -14,7 +14,7 @@ from catride_core.retrieval.collapse import collapse_diagnostics
 from catride_core.retrieval.metrics import rank_metrics, recall_at_1, summary_metrics
 
 if TYPE_CHECKING:
-    # only the evaluate stage passes a World (the training stages never load catride_core.distributed)
+    # only the stages that run under torchrun pass a World; this module does not need it otherwise
     from catride_core.distributed import World
 
 
@@ -77,9 +77,17 @@ def epoch_metrics(
     diagnostic_inverse_temperature: float,
     seed: int,
     num_workers: int = 0,
+    world: World | None = None,
 ) -> dict[str, float]:
-    """What the training log records after each epoch: benign R@1 (%) of the test set and its collapse diagnostics."""
-    embeddings = embed(model, test_set, batch_size, device, num_workers)
+    """What the training log records after each epoch: benign R@1 (%) of the test set and its collapse diagnostics.
+
+    Under torchrun (``world``) each process embeds its shard of the test set and every process computes the
+    metrics of the gathered embeddings, the same on every process.
+    """
+    if world is None or world.size == 1:
+        embeddings = embed(model, test_set, batch_size, device, num_workers)
+    else:
+        embeddings = world.embed(model, test_set, batch_size, device, num_workers)
     labels = torch.as_tensor(test_set.labels)
     own = torch.arange(len(labels))
     r1 = float(recall_at_1(embeddings, labels, embeddings, labels, own).mean()) * 100

@@ -181,3 +181,11 @@ def test_stage_scripts_import_only_their_own_command():
         imports = [n for n in ast.walk(ast.parse(script.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert [i.module for i in imports] == [f"catride_core.commands.{script.stem}"], script
 
+
+
+def test_sweep_plots_draw_every_model_of_params():
+    # DVC reads no folder as a plot source, so dvc.yaml names each model's sweep file: keep them in step
+    for plot in DVC["plots"]:
+        (name, definition), = plot.items()
+        if name.startswith("sweep_"):
+            assert list(definition["y"]) == [f"metrics/sweep/{m}.csv" for m in PARAMS["models"]], name

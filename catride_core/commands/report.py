@@ -14,19 +14,24 @@ from catride_core.artifacts.files import (
     write_csv,
     write_text,
 )
-from catride_core.commands.common import PARAMS_OPTION, stage
-from catride_core.config import load_params
+from catride_core.commands.common import (
+    ADHOC_PARAMS_OPTION,
+    SET_OPTION,
+    read_params,
+    stage,
+)
 
 
 @stage
-@PARAMS_OPTION
+@ADHOC_PARAMS_OPTION
+@SET_OPTION
 @click.option("--metrics", "metrics_dir", type=click.Path(file_okay=False), required=True, help="folder holding benign/ and robustness/ metrics")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), required=True, help="CSV, one row per model")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), required=True, help="markdown report")
 @click.option("--figure", "figure_path", type=click.Path(dir_okay=False), required=True, help="PNG bar chart of ERS and ARS")
-def report(params_path: str, metrics_dir: str, table_path: str, markdown_path: str, figure_path: str) -> None:
+def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str, table_path: str, markdown_path: str, figure_path: str) -> None:
     """The comparison of every model: a CSV table, a markdown report and a PNG chart."""
-    params = load_params(params_path)
+    params = read_params(params_path, overrides)
     ensure_writable(table_path, markdown_path, figure_path)
     folder = Path(metrics_dir)
     benign = {m: read_json(folder / "benign" / f"{m}.json") for m in params.models}

@@ -126,3 +126,18 @@ def test_sweep_and_examples_run_on_any_checkpoint(saved, tmp_path):
     assert drawn.exit_code == 0, drawn.output
     assert (tmp_path / "r.png").read_bytes()[:4] == (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_fwf(io.StringIO(drawn.output))) == 2  # one row per example query
+
+
+def test_report_takes_overrides_without_a_params_file(tmp_path):
+    metrics = tmp_path / "metrics"
+    (metrics / "benign").mkdir(parents=True)
+    (metrics / "robustness").mkdir()
+    (metrics / "benign" / "none.json").write_text(json.dumps({"R@1": 90.0, "R@2": 95.0, "mAP": 80.0, "NMI": 70.0}))
+    (metrics / "robustness" / "none.json").write_text(json.dumps({"adversarial": {"ES:R": 10.0}, "ERS": None,
+                                                                 "ARS": None}))
+    result = catride("report", "--metrics", metrics, "--table", tmp_path / "t.csv", "--markdown", tmp_path / "r.md",
+                     "--figure", tmp_path / "f.png", "--set", "models=[none]", "--set", "attack.eps=8/255",
+                     "--set", "attack.max_queries=null", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "r.md").read_text()
+    assert f"eps {8 / 255:.4f}" in text and "every test image" in text and "| none |" in text

@@ -9,6 +9,7 @@ naming the file and the key, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -259,6 +260,28 @@ class FinetuneParams(Section):
     ca_tride: CATrideParams = CATrideParams()
 
 
+class ReportParams(Section):
+    """The figures beyond the table: the eps sweep and the retrieval examples (docs/method.md section 9)."""
+
+    sweep_eps: Annotated[list[PixelBudget], Distinct] = Field(
+        default_factory=lambda: [0.0, 10 / 255, 30 / 255, 77 / 255], min_length=1,
+        description="attack budgets of the robustness curves, in [0, 1] pixel units",
+    )
+    sweep_attacks: Annotated[list[AttackName], Distinct] = Field(
+        default_factory=lambda: ["es", "ca_plus"], min_length=1, description="attacks of the robustness curves"
+    )
+    sweep_queries: int = Field(20, ge=1, description="test images attacked at each eps, spread over the split")
+    example_queries: int = Field(4, ge=1, le=16, description="test queries shown in the retrieval examples")
+    example_models: Annotated[list[ModelName], Distinct] = Field(
+        default_factory=lambda: ["none", "ca_tride"], min_length=1,
+        description="models shown in the retrieval examples, each one of `models`",
+    )
+    example_top_k: int = Field(5, ge=1, le=20, description="results shown per ranking")
+    example_amplify: float = Field(
+        4.0, gt=0.0, description="the perturbation inset shows 0.5 + amplify x (adversarial - clean)"
+    )
+
+
 class Params(Section):
     """The whole params.yaml."""
 
@@ -269,6 +292,7 @@ class Params(Section):
     finetune: FinetuneParams = FinetuneParams()
     attack: AttackParams = AttackParams()
     robustness: RobustnessParams = RobustnessParams()
+    report: ReportParams = ReportParams()
     models: Annotated[list[ModelName], Distinct] = Field(default_factory=lambda: list(names.MODELS), min_length=1)
 
 
@@ -289,8 +313,12 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{message[0].lower()}{message[1:]}, got {given!r}"
 
 
-def parse_params(data: Any, source: str = "params.yaml") -> Params:
-    """Validate already-parsed YAML; ``source`` names the file in errors."""
+def parse_params(data: Any, source: str = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """Validate already-parsed YAML; ``source`` names the file in errors.
+
+    An error in a key that one of ``overrides`` (``--set`` arguments, already
+    laid over ``data``) set names that override instead of the file.
+    """
     if data is None:
         raise ParamsError(f"{source}: empty; a params file names at least the sections it changes")
     if not isinstance(data, dict):
@@ -301,16 +329,52 @@ def parse_params(data: Any, source: str = "params.yaml") -> Params:
         first = exc.errors()[0]
         # a key is printed escaped, so that a newline in it cannot break the one-line message
         key = ".".join(str(part).encode("unicode_escape").decode() for part in first["loc"])
-        raise ParamsError(f"{source}: {key}: {_describe(first)}") from None
+        setting = [text for text in overrides if key == (name := text.partition("=")[0].strip())
+                   or key.startswith(name + ".")]
+        where = f"--set {setting[-1]}" if setting else source
+        raise ParamsError(f"{where}: {key}: {_describe(first)}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file.
+def parse_override(text: str) -> dict[str, Any]:
+    """One ``--set section.key=value`` as the nested mapping it lays over params.yaml.
+
+    The value is read as YAML (``8/255`` stays a string, which budgets accept;
+    ``[es, ca_plus]`` is a list; ``null`` is None), so it means what it would
+    mean written in params.yaml.
 
     Raises:
-        ParamsError: missing file, bad YAML, unknown key, wrong type or out-of-range value.
+        ParamsError: not ``key=value``, an empty key part, or a value that is not YAML.
     """
-    return parse_params(read_params_mapping(path), source=str(path))
+    name, equals, value = text.partition("=")
+    parts = name.strip().split(".")
+    if not equals or not all(part.strip() for part in parts):
+        raise ParamsError(f"--set {text}: expected section.key=value, e.g. attack.eps=8/255")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ParamsError(f"--set {text}: the value is not valid YAML") from None
+    nested: Any = parsed
+    for part in reversed(parts):
+        nested = {part.strip(): nested}
+    return nested
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """Read and validate a params file, with ``--set section.key=value`` overrides laid over it.
+
+    Args:
+        path: the params file; None: no file, the defaults (those params.yaml lists).
+        overrides: ``section.key=value`` strings, applied in order (a later one wins).
+
+    Raises:
+        ParamsError: missing file, bad YAML, unknown key, wrong type or out-of-range value
+            (named by the file, or by the override that set it).
+    """
+    data: Any = {} if path is None else read_params_mapping(path)
+    if overrides and isinstance(data, dict):
+        for text in overrides:
+            merge_overrides(data, parse_override(text))
+    return parse_params(data, source="defaults" if path is None else str(path), overrides=overrides)
 
 
 def read_params_mapping(path: str | Path) -> Any:

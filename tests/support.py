@@ -166,6 +166,7 @@ TINY_PIPELINE: dict = {
     "finetune": {"epochs": 2, "pairs_per_batch": 16, "steps": 2},
     "attack": {"names": ["es"], "steps": 2, "max_queries": 8, "batch_size": 8},
     "evaluate": {"recall_at": [1]},
+    "report": {"sweep_eps": [0, "8/255"], "sweep_queries": 4, "example_models": ["ca_tride"], "example_queries": 2},
 }
 
 
@@ -180,10 +181,15 @@ def tiny_project(work):
 
 
 def dvc(workdir, *args, check=True):
-    """Run the venv's dvc in ``workdir`` (HOME there too, so no user config leaks in)."""
+    """Run the venv's dvc in ``workdir`` (HOME there too, so no user config leaks in).
+
+    The stages import ``catride_core`` from ``workdir`` (PYTHONPATH), not from
+    wherever the venv's editable install points: a copy runs its own code.
+    """
     bin_dir = Path(sys.executable).parent
     result = subprocess.run([str(bin_dir / "dvc"), *args], cwd=workdir, capture_output=True, text=True,
-                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(workdir)})
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(workdir),
+                                 "PYTHONPATH": str(workdir)})
     assert not check or result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 

@@ -15,13 +15,16 @@ from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.cli import main
 from catride_core.commands.attack import attack
+from catride_core.commands.curves import curves
 from catride_core.commands.evaluate import evaluate
+from catride_core.commands.examples import examples
 from catride_core.commands.finetune import finetune
 from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
 from catride_core.commands.report import report
 from catride_core.commands.robustness import robustness
 from catride_core.retrieval.bootstrap import resample_indices, resampled_means
+from catride_core.commands.sweep import sweep
 
 TINY = {
     "models": ["pretrained", "ca_tride"],
@@ -30,6 +33,8 @@ TINY = {
     "evaluate": {"recall_at": [1, 2], "block_size": 20},
     "finetune": {"epochs": 2, "pairs_per_batch": 16, "steps": 2},
     "attack": {"steps": 2, "max_queries": 12, "batch_size": 5, "save_images": 3},
+    "report": {"sweep_eps": [0, "8/255"], "sweep_queries": 6, "example_models": ["ca_tride"], "example_queries": 2,
+               "example_top_k": 3},
 }
 
 
@@ -76,10 +81,19 @@ def pipeline(tmp_path_factory):
         run(f"robustness@{model}", robustness, "--benign", root / "metrics" / "benign" / f"{model}.json",
             "--attacks", root / "attacks" / model, "--out", root / "metrics" / "robustness" / f"{model}.json",
             "--bootstrap", root / "bootstrap" / f"{model}.csv")
+        run(f"sweep@{model}", sweep, "--data", data, "--checkpoint", checkpoint,
+            "--out", root / "metrics" / "sweep" / f"{model}.csv", "--no-progress")
+    for model in TINY["report"]["example_models"]:
+        run(f"examples@{model}", examples, "--data", data, "--checkpoint", root / "models" / f"{model}.pt",
+            "--ranking", root / "reports" / "examples" / f"{model}_es.png",
+            "--targets", root / "reports" / "examples" / f"{model}_ca_plus.png")
+    run("curves", curves, "--sweeps", root / "metrics" / "sweep", "--table", root / "reports" / "sweep.csv",
+        "--figure", root / "reports" / "sweep.png")
     reports = root / "reports"
     run("report", report, "--metrics", root / "metrics", "--logs", root / "logs", "--bootstrap", root / "bootstrap",
-        "--table", reports / "robustness.csv", "--tradeoff", reports / "tradeoff.csv", "--markdown", paths["report"],
-        "--html", reports / "index.html", "--figures", reports / "figures")
+        "--sweep", reports / "sweep.png", "--examples", reports / "examples", "--table", reports / "robustness.csv",
+        "--tradeoff", reports / "tradeoff.csv", "--markdown", paths["report"], "--html", reports / "index.html",
+        "--figures", reports / "figures")
     return paths, runs
 
 
@@ -179,6 +193,22 @@ def test_robustness_and_report(pipeline):
     assert {p.name for p in (root / "reports" / "figures").iterdir()} == {
         f"{name}.png" for name in ("scores", "attacks", "tradeoff", "finetune", "pretrain")}
     assert "<h2>Measured ranking</h2>" in (root / "reports" / "index.html").read_text()
+
+
+def test_sweep_curves_and_examples(pipeline):
+    paths, _ = pipeline
+    root = paths["metrics_dir"].parent
+    points = pd.read_csv(root / "reports" / "sweep.csv")
+    assert list(points.columns) == ["model", "attack", "score", "eps", "clean", "adversarial", "n_queries"]
+    # 2 models x (ES:D, ES:R, CA+) x 2 eps, every point on the 6 spread queries
+    assert len(points) == 2 * 3 * 2 and set(points["n_queries"]) == {6}
+    assert sorted(set(points["eps"])) == pytest.approx([0.0, 8 / 255])
+    at_zero = points[points["eps"] == 0]
+    assert (at_zero["adversarial"] - at_zero["clean"]).abs().max() < 1e-6  # eps = 0 changes nothing
+    wide = pd.read_csv(root / "metrics" / "sweep" / "ca_tride.csv")
+    assert {"eps", "ES:R", "CA+"} <= set(wide.columns) and len(wide) == 2  # what dvc.yaml's sweep plots draw
+    for name in ("sweep.png", "examples/ca_tride_es.png", "examples/ca_tride_ca_plus.png"):
+        assert (root / "reports" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_robustness_of_a_subset_of_attacks_reports_no_composite(pipeline, tmp_path):

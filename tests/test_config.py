@@ -3,7 +3,13 @@
 import pytest
 import yaml
 
-from catride_core.config import Params, ParamsError, load_params, parse_params
+from catride_core.config import (
+    Params,
+    ParamsError,
+    load_params,
+    parse_override,
+    parse_params,
+)
 
 
 def write(tmp_path, data):
@@ -78,3 +84,52 @@ def test_decode_cache_on_an_in_memory_dataset_names_the_key(dataset):
 def test_decode_cache_is_for_image_file_datasets(dataset):
     split = "class_disjoint" if dataset == "folder" else "stratified"
     assert parse_params({"prepare": {"dataset": dataset, "split": split, "decode_cache": True}}).prepare.decode_cache
+
+
+# --- `--set section.key=value` overrides ---------------------------------------------------------
+
+def test_overrides_lay_over_the_file_in_order(tmp_path):
+    path = write(tmp_path, {"attack": {"eps": "77/255", "steps": 10}, "models": ["pretrained", "none"]})
+    params = load_params(path, ["attack.eps=8/255", "attack.names=[es, ca_plus]", "attack.max_queries=null",
+                                "models=[none]", "attack.steps=3", "attack.steps=4"])
+    assert params.attack.eps == 8 / 255  # the fraction, exactly, as written in params.yaml
+    assert params.attack.names == ["es", "ca_plus"] and params.attack.max_queries is None
+    assert params.attack.steps == 4  # a later override wins
+    assert params.models == ["none"]
+    assert params.attack.step_size == 3 / 255  # keys not overridden keep their value
+    assert load_params(path).attack.eps == 77 / 255  # the file itself is not touched
+
+
+def test_no_file_means_the_defaults():
+    assert load_params(None) == Params()
+    assert load_params(None, ["report.sweep_queries=7"]).report.sweep_queries == 7
+
+
+def test_override_values_are_read_as_yaml():
+    assert parse_override("finetune.ca_tride.stop_below=1e-4") == {"finetune": {"ca_tride": {"stop_below": "1e-4"}}}
+    assert parse_override("attack.random_start=true") == {"attack": {"random_start": True}}
+    assert parse_override(" attack.steps = 5") == {"attack": {"steps": 5}}
+    assert parse_override("evaluate.recall_at=[1, 2]") == {"evaluate": {"recall_at": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["attack.epz=1"], "--set attack.epz=1: attack.epz: unknown key"),
+        (["attack.eps=8/0"], "--set attack.eps=8/0: attack.eps: not a number or fraction"),
+        (["attack.steps=-1"], "--set attack.steps=-1: attack.steps: must be >= 0, got -1"),
+        (["report.sweep_attacks=[es, fgsm]"], "--set report.sweep_attacks=[es, fgsm]: report.sweep_attacks.1: must be one of"),
+        (["attack.eps"], "--set attack.eps: expected section.key=value"),
+        (["attack..eps=1"], "--set attack..eps=1: expected section.key=value"),
+        (["attack.names=[es"], "--set attack.names=[es: the value is not valid YAML"),
+    ],
+)
+def test_a_bad_override_names_itself_and_the_key(tmp_path, overrides, message):
+    with pytest.raises(ParamsError) as info:
+        load_params(write(tmp_path, {"attack": {"steps": 2}}), overrides)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_an_error_in_the_file_still_names_the_file(tmp_path):
+    with pytest.raises(ParamsError, match=r"params.yaml: pretrain.epochs: must be >= 1"):
+        load_params(write(tmp_path, {"pretrain": {"epochs": 0}}), ["attack.eps=8/255"])

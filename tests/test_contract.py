@@ -215,3 +215,11 @@ def test_dvc_plots_show_lists_the_training_curves_and_the_tradeoff(tmp_path):
     # finetune_r1 holds every model's epochs: pretrained's epoch 0 and two epochs of each defense
     assert len(shown["data"]["finetune_r1"][0]["content"]["data"]["values"]) == 1 + 2 * len(DEFENSES)
     assert len(shown["data"]["tradeoff"][0]["content"]["data"]["values"]) == 2 * 2  # ERS and ARS per model
+
+
+def test_sweep_plots_draw_every_model_of_params():
+    # DVC reads no folder as a plot source, so dvc.yaml names each model's sweep file: keep them in step
+    for plot in DVC["plots"]:
+        (name, definition), = plot.items()
+        if name.startswith("sweep_"):
+            assert list(definition["y"]) == [f"metrics/sweep/{m}.csv" for m in PARAMS["models"]], name

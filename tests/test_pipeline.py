@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -83,7 +84,7 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     params["finetune"]["ca_tride"]["inverse_temperature"] = 5.0
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran_stages(work) == {"finetune@ca_tride", "evaluate@ca_tride", "attack@ca_tride",
-                                "robustness@ca_tride", "report"}
+                                "robustness@ca_tride", "report", "sweep@ca_tride", "curves", "examples@ca_tride"}
 
     # an interval setting reruns every model's robustness scores and the report, no attack
     params["robustness"]["confidence"] = 0.9
@@ -94,5 +95,16 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     params["pretrain"]["margin"] = 0.3
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     models = params["models"]
-    assert ran_stages(work) == {"pretrain", "report", *(f"{kind}@{m}" for m in models
-                                                        for kind in ("finetune", "evaluate", "attack", "robustness"))}
+    assert ran_stages(work) == {"pretrain", "report", "curves", "examples@ca_tride",
+                                *(f"{kind}@{m}" for m in models
+                                  for kind in ("finetune", "evaluate", "attack", "robustness", "sweep"))}
+
+    # a sweep setting reruns the sweeps and their curves, nothing else
+    params["report"]["sweep_queries"] = 3
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    assert ran_stages(work) == {"curves", *(f"sweep@{m}" for m in models)}
+    assert set(pd.read_csv(work / "reports" / "sweep.csv")["n_queries"]) == {3}
+    plots = json.loads(dvc(work, "plots", "show", "--json").stdout)["data"]
+    for plot in ("sweep_robust_r1", "sweep_ca_plus"):  # drawn from the two models' files (the others are absent)
+        values = plots[plot][0]["content"]["data"]["values"]
+        assert len(values) == 2 * 2 and {"eps", "ES:R", "CA+"} <= set(values[0])

@@ -21,13 +21,15 @@ from catride_core.artifacts.prepared import load_prepared
 from catride_core.attacks.base import AttackBudget
 from catride_core.attacks.runner import AttackResult, run_attacks
 from catride_core.commands.common import (
+    ADHOC_PARAMS_OPTION,
     DATA_OPTION,
-    PARAMS_OPTION,
     PROGRESS_OPTION,
+    SET_OPTION,
+    echo_table,
     stage,
     start,
 )
-from catride_core.config import resolved
+from catride_core.config import AttackParams, resolved
 from catride_core.data.prepared import build_dataset
 from catride_core.distributed import distributed
 
@@ -41,25 +43,46 @@ def per_query_table(result: AttackResult) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def attack_budget(cfg: AttackParams, eps: float | None = None) -> AttackBudget:
+    """The PGD budget and target counts of the ``attack`` params section (the attack, sweep and examples stages).
+
+    ``eps`` replaces ``attack.eps`` (which is then not read: the sweep's stage does not depend on it).
+    """
+    return AttackBudget(eps=cfg.eps if eps is None else eps, step_size=cfg.step_size, steps=cfg.steps, random_start=cfg.random_start,
+                        batch_size=cfg.batch_size, candidates_per_query=cfg.candidates_per_query,
+                        queries_per_candidate=cfg.queries_per_candidate)
+
+
+def results_table(results: dict[str, AttackResult]) -> pd.DataFrame:
+    """One row per score: the attack, its clean and adversarial means over the attacked queries."""
+    return pd.DataFrame([{"attack": name, "score": score, "clean": result.clean[score], "adversarial": value,
+                          "queries": result.n_queries}
+                         for name, result in results.items() for score, value in result.adversarial.items()])
+
+
 @stage
-@PARAMS_OPTION
+@ADHOC_PARAMS_OPTION
+@SET_OPTION
 @DATA_OPTION
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="model to attack")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="folder to write, per attack: <name>.json (means), <name>.csv (per query), <name>.pt (images)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder to write, per attack: <name>.json (means), <name>.csv (per query), <name>.pt (images) "
+                   "(default: print the table only)")
 @PROGRESS_OPTION
-def attack(params_path: str, data_dir: str, checkpoint: str, out_dir: str, progress: bool) -> None:
+def attack(params_path: str | None, overrides: tuple[str, ...], data_dir: str, checkpoint: str, out_dir: str | None,
+           progress: bool) -> None:
     """Run every attack of attack.names (docs/method.md section 5) on the test images of a model.
 
-    Under ``torchrun --nproc_per_node N`` the work is shared by N processes (README "Several processes").
+    Runs on any saved checkpoint and prepared data, inside the pipeline or not
+    (README "Ad-hoc use"). Under ``torchrun --nproc_per_node N`` the work is
+    shared by N processes (README "Several processes").
     """
-    params, device = start(params_path)
-    ensure_writable(out_dir)
+    params, device = start(params_path, overrides)
+    if out_dir is not None:
+        ensure_writable(out_dir)
     cfg = params.attack
     data = load_prepared(data_dir)
-    budget = AttackBudget(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.steps, random_start=cfg.random_start,
-                          batch_size=cfg.batch_size, candidates_per_query=cfg.candidates_per_query,
-                          queries_per_candidate=cfg.queries_per_candidate)
+    budget = attack_budget(cfg)
     with distributed(device) as world:
         model, _ = load_checkpoint(checkpoint, device, data.meta)
         test_set = build_dataset(data, "test", train=False)
@@ -67,16 +90,21 @@ def attack(params_path: str, data_dir: str, checkpoint: str, out_dir: str, progr
                               max_queries=cfg.max_queries, save_images=cfg.save_images, progress=progress, world=world)
     if not world.is_main:
         return
+    if out_dir is not None:
+        write_results(out_dir, results, resolved(params, "attack")["attack"])
+    echo_table(results_table(results))
+    if out_dir is not None:
+        click.echo(f"-> {Path(out_dir)}")
+
+
+def write_results(out_dir: str, results: dict[str, AttackResult], params: dict) -> None:
+    """The attack stage's folder: per attack its means (JSON), per-query values (CSV) and kept images."""
     with atomic_path(out_dir, directory=True) as folder:
         for name, result in results.items():
             write_json(folder / f"{name}.json", {
                 "attack": name, "n_queries": result.n_queries,
-                "clean": rounded(result.clean), "adversarial": rounded(result.adversarial),
-                "params": resolved(params, "attack")["attack"],
+                "clean": rounded(result.clean), "adversarial": rounded(result.adversarial), "params": params,
             })
             write_csv(folder / f"{name}.csv", per_query_table(result), float_format=None)
             if result.images is not None:
                 save_tensor(folder / f"{name}.pt", result.images)
-    for name, result in results.items():
-        click.echo(f"{name}: " + ", ".join(f"{k} {result.clean[k]:.3f} -> {v:.3f}" for k, v in result.adversarial.items()))
-    click.echo(f"-> {Path(out_dir)}")

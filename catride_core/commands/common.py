@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 import torch
 
 from catride_core.config import Params, load_params, resolved
@@ -19,6 +20,15 @@ from catride_core.runtime import resolve_device, seed_everything
 PARAMS_OPTION = click.option(
     "--params", "params_path", type=click.Path(dir_okay=False), default="params.yaml", show_default=True,
     help="the pipeline's params file",
+)
+#: the params of a command that also runs outside DVC, on any checkpoint: params.yaml is optional there
+ADHOC_PARAMS_OPTION = click.option(
+    "--params", "params_path", type=click.Path(dir_okay=False), default=None,
+    help="the pipeline's params file  [default: ./params.yaml where there is one, else the built-in defaults]",
+)
+SET_OPTION = click.option(
+    "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+    help="change one params key for this run (repeatable; the value is read as YAML), e.g. --set attack.eps=8/255",
 )
 DATA_OPTION = click.option(
     "--data", "data_dir", type=click.Path(file_okay=False), required=True, help="prepared dataset folder"
@@ -98,6 +108,11 @@ def stage(function: Callable[..., Any]) -> click.Command:
     return click.command(cls=StageCommand)(function)
 
 
+def echo_table(table: pd.DataFrame, decimals: int = 3) -> None:
+    """A short results table on stdout, numbers rounded."""
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.{decimals}f}"))
+
+
 def state_file(state_path: str | None, checkpoint: str) -> Path:
     """Where a training command keeps its resumable state: ``--state``, or ``.resume/<name>`` beside the checkpoint.
 
@@ -134,9 +149,20 @@ def check_shareable(params_path: str, key: str, pairs_per_batch: int, processes:
                           f"{processes} processes; make it a multiple of {processes}")
 
 
-def start(params_path: str) -> tuple[Params, torch.device]:
-    """What every computing stage does first: validate the params, seed, pick the device."""
-    params = load_params(params_path)
+def read_params(params_path: str | None, overrides: Sequence[str] = ()) -> Params:
+    """The params of a command, with its ``--set`` overrides laid over them.
+
+    ``params_path`` None (a command run outside a project) reads ./params.yaml
+    where there is one, and the defaults (the values params.yaml lists) otherwise.
+    """
+    if params_path is None and Path("params.yaml").is_file():
+        params_path = "params.yaml"
+    return load_params(params_path, overrides)
+
+
+def start(params_path: str | None, overrides: Sequence[str] = ()) -> tuple[Params, torch.device]:
+    """What every computing stage does first: validate the params (and overrides), seed, pick the device."""
+    params = read_params(params_path, overrides)
     device = resolve_device(params.base.device)
     seed_everything(params.base.seed, device)
     return params, device

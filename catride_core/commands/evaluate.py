@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import click
+import pandas as pd
 
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import ensure_writable, rounded, write_json
 from catride_core.artifacts.prepared import load_prepared
-from catride_core.commands.common import DATA_OPTION, PARAMS_OPTION, stage, start
+from catride_core.commands.common import (
+    ADHOC_PARAMS_OPTION,
+    DATA_OPTION,
+    SET_OPTION,
+    echo_table,
+    stage,
+    start,
+)
 from catride_core.data.prepared import build_dataset
 from catride_core.distributed import distributed
 from catride_core.errors import ParamsError
@@ -15,17 +23,23 @@ from catride_core.retrieval.evaluation import benign_metrics
 
 
 @stage
-@PARAMS_OPTION
+@ADHOC_PARAMS_OPTION
+@SET_OPTION
 @DATA_OPTION
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="model to evaluate")
-@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), required=True, help="metrics JSON to write")
-def evaluate(params_path: str, data_dir: str, checkpoint: str, metrics_path: str) -> None:
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), default=None,
+              help="metrics JSON to write (default: print the table only)")
+def evaluate(params_path: str | None, overrides: tuple[str, ...], data_dir: str, checkpoint: str,
+             metrics_path: str | None) -> None:
     """Benign retrieval metrics of a model on the test split: R@K, mAP, mAP@R, NMI (in %), collapse diagnostics.
 
-    Under ``torchrun --nproc_per_node N`` the work is shared by N processes (README "Several processes").
+    Runs on any saved checkpoint and prepared data, inside the pipeline or not
+    (README "Ad-hoc use"). Under ``torchrun --nproc_per_node N`` the work is
+    shared by N processes (README "Several processes").
     """
-    params, device = start(params_path)
-    ensure_writable(metrics_path)
+    params, device = start(params_path, overrides)
+    if metrics_path is not None:
+        ensure_writable(metrics_path)
     cfg = params.evaluate
     data = load_prepared(data_dir)
     with distributed(device) as world:
@@ -33,12 +47,13 @@ def evaluate(params_path: str, data_dir: str, checkpoint: str, metrics_path: str
         test_set = build_dataset(data, "test", train=False)
         too_deep = [k for k in cfg.recall_at if k > len(test_set) - 1]
         if too_deep:
-            raise ParamsError(f"{params_path}: evaluate.recall_at: R@{too_deep[0]} asked of a gallery of "
+            raise ParamsError(f"{params_path or 'params'}: evaluate.recall_at: R@{too_deep[0]} asked of a gallery of "
                               f"{len(test_set) - 1} items (the test split without the query)")
         metrics = benign_metrics(model, test_set, cfg.batch_size, device, cfg.recall_at, cfg.block_size,
                                  cfg.diagnostic_inverse_temperature, params.base.seed, world)
     if not world.is_main:
         return
     metrics = rounded(metrics)
-    write_json(metrics_path, metrics)
-    click.echo(" ".join(f"{key} {value:.2f}" for key, value in metrics.items()))
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    echo_table(pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())}), decimals=2)

@@ -18,8 +18,7 @@ from catride_core.artifacts.files import (
     write_csv,
     write_text,
 )
-from catride_core.commands.common import PARAMS_OPTION, stage
-from catride_core.config import load_params
+from catride_core.commands.common import ADHOC_PARAMS_OPTION, SET_OPTION, read_params, stage
 from catride_core.document import to_html, to_markdown
 from catride_core.errors import ArtifactError
 
@@ -40,7 +39,8 @@ def git_commit() -> str:
 
 
 @stage
-@PARAMS_OPTION
+@ADHOC_PARAMS_OPTION
+@SET_OPTION
 @click.option("--metrics", "metrics_dir", type=click.Path(file_okay=False), required=True, help="folder holding benign/ and robustness/ metrics")
 @click.option("--bootstrap", "bootstrap_dir", **_DIR_IN, help="folder of <model>.csv bootstrap resamples: adds the paired comparisons")
 @click.option("--logs", "logs_dir", **_DIR_IN, help="folder of pretrain.csv and finetune/<model>.csv: adds the training curves")
@@ -52,11 +52,11 @@ def git_commit() -> str:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), required=True, help="the same report as one self-contained HTML page")
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False), required=True, help="folder of the report's PNG figures")
 @click.option("--commit", default=None, help="the code's commit as shown in the report (default: asked of git)")
-def report(params_path: str, metrics_dir: str, bootstrap_dir: str | None, logs_dir: str | None, sweep_path: str | None,
+def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str, bootstrap_dir: str | None, logs_dir: str | None, sweep_path: str | None,
            examples_dir: str | None, table_path: str, tradeoff_path: str, markdown_path: str, html_path: str,
            figures_dir: str, commit: str | None) -> None:
     """The comparison of every model: CSV tables, a markdown report, one HTML page and PNG figures."""
-    params = load_params(params_path)
+    params = read_params(params_path, overrides)
     ensure_writable(table_path, tradeoff_path, markdown_path, html_path, figures_dir)
     folder, models = Path(metrics_dir), params.models
     benign = {m: read_json(folder / "benign" / f"{m}.json") for m in models}

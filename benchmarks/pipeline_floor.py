@@ -124,13 +124,13 @@ def stage_order(project: Path) -> list[tuple[str, list[str]]]:
 
 
 def run_stage(argv: list[str]) -> None:
-    """Run ``python stages/<stage>.py args`` in-process through its click command."""
-    if argv[0] != "python" or not argv[1].startswith("stages/"):
+    """Run ``python -m stages.<stage> args`` in-process through its click command."""
+    if argv[:2] != ["python", "-m"] or not argv[2].startswith("stages."):
         raise SystemExit(f"unexpected stage command: {shlex.join(argv)}")
-    stage = Path(argv[1]).stem
+    stage = argv[2].removeprefix("stages.")
     command = getattr(importlib.import_module(f"catride_core.commands.{stage}"), stage)
     try:
-        command.main(args=argv[2:], prog_name=stage, standalone_mode=False)
+        command.main(args=argv[3:], prog_name=stage, standalone_mode=False)
     except SystemExit as exit_:
         if exit_.code:
             raise

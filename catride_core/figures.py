@@ -14,13 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catride_core.names import MODELS, PRETRAINED, SCORES
-
-#: matplotlib's "tab10" colours, in order
-_TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-#: model -> its colour in every figure: fixed by the model's place in ``names.MODELS``, so a run of any
-#: subset of models colours each one as the full run does
-MODEL_COLOURS: dict[str, str] = dict(zip(MODELS, _TAB10, strict=False))
+from catride_core.names import PRETRAINED, SCORES
+from catride_core.palette import MODEL_COLOURS
 
 #: the scores in %, drawn on one axis; TMA (a cosine) and ES:D (a distance) get an axis each
 PERCENT_SCORES: tuple[str, ...] = tuple(s for s in SCORES if s not in ("TMA", "ES:D"))

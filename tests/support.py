@@ -183,13 +183,12 @@ def tiny_project(work):
 def dvc(workdir, *args, check=True):
     """Run the venv's dvc in ``workdir`` (HOME there too, so no user config leaks in).
 
-    The stages import ``catride_core`` from ``workdir`` (PYTHONPATH), not from
-    wherever the venv's editable install points: a copy runs its own code.
+    The stages run as ``python -m stages.<stage>`` from ``workdir``, so a copy
+    imports its own ``catride_core``, not the one the venv's editable install points at.
     """
     bin_dir = Path(sys.executable).parent
     result = subprocess.run([str(bin_dir / "dvc"), *args], cwd=workdir, capture_output=True, text=True,
-                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(workdir),
-                                 "PYTHONPATH": str(workdir)})
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(workdir)})
     assert not check or result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 

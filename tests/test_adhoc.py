@@ -136,8 +136,9 @@ def test_report_takes_overrides_without_a_params_file(tmp_path):
     (metrics / "robustness" / "none.json").write_text(json.dumps({"adversarial": {"ES:R": 10.0}, "ERS": None,
                                                                  "ARS": None}))
     result = catride("report", "--metrics", metrics, "--table", tmp_path / "t.csv", "--markdown", tmp_path / "r.md",
-                     "--figure", tmp_path / "f.png", "--set", "models=[none]", "--set", "attack.eps=8/255",
+                     "--tradeoff", tmp_path / "tradeoff.csv", "--html", tmp_path / "r.html",
+                     "--figures", tmp_path / "figures", "--set", "models=[none]", "--set", "attack.eps=8/255",
                      "--set", "attack.max_queries=null", cwd=tmp_path)
     assert result.exit_code == 0, result.output
     text = (tmp_path / "r.md").read_text()
-    assert f"eps {8 / 255:.4f}" in text and "every test image" in text and "| none |" in text
+    assert "eps 8/255 (0.0314)" in text and "every test image" in text and "| none |" in text

@@ -29,9 +29,11 @@ from catride_core.names import DEFENSES, MODELS
 
 
 def script_of(stage):
+    # `python -m`, not `python stages/x.py`: with -m the code is imported from the stage's working folder,
+    # which under `dvc exp run --queue/--temp` is the experiment's copy, not the checkout the venv points at
     words = shlex.split(stage["cmd"])
-    assert words[0] == "python" and words[1].startswith("stages/"), stage["cmd"]
-    return words[1]
+    assert words[:2] == ["python", "-m"] and words[2].startswith("stages."), stage["cmd"]
+    return f"stages/{words[2].removeprefix('stages.')}.py"
 
 
 def declared_paths(stage):
@@ -200,18 +202,22 @@ def test_every_finetune_plot_lists_each_model_that_logs_its_column():
 
 
 @pytest.mark.slow
-def test_dvc_plots_show_lists_the_training_curves_and_the_tradeoff(tmp_path):
+def test_dvc_plots_show_lists_the_training_curves_the_tradeoff_and_the_sweep(tmp_path):
     # the logs and the trade-off table in their real formats (tests/saved_results.py), no repro
     shutil.copy(ROOT / "dvc.yaml", tmp_path)
     shutil.copy(ROOT / "params.yaml", tmp_path)
     write_logs(tmp_path, MODELS)
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "tradeoff.csv").write_text("model,R@1,ERS,ARS\npretrained,97.5,13.1,10.8\nhm,97.7,47.5,45.4\n")
+    (tmp_path / "metrics" / "sweep").mkdir(parents=True)
+    for model in PARAMS["models"]:  # the sweep stage's format: one row per eps, one column per score
+        (tmp_path / "metrics" / "sweep" / f"{model}.csv").write_text("eps,ES:D,ES:R,CA+\n0,0,98,50\n0.302,1.4,1.0,3.5\n")
     dvc(tmp_path, "init", "--no-scm", "-q")
     shown = json.loads(dvc(tmp_path, "plots", "show", "--json").stdout)
     assert not shown.get("errors"), shown["errors"]
     assert {"pretrain_curve", "finetune_r1", "finetune_collapseness", "finetune_loss", "finetune_inner_pgd",
-            "tradeoff"} <= set(shown["data"])
+            "tradeoff", "sweep_robust_r1", "sweep_ca_plus"} <= set(shown["data"])
+    assert len(shown["data"]["sweep_robust_r1"][0]["content"]["data"]["values"]) == 2 * len(PARAMS["models"])
     # finetune_r1 holds every model's epochs: pretrained's epoch 0 and two epochs of each defense
     assert len(shown["data"]["finetune_r1"][0]["content"]["data"]["values"]) == 1 + 2 * len(DEFENSES)
     assert len(shown["data"]["tradeoff"][0]["content"]["data"]["values"]) == 2 * 2  # ERS and ARS per model

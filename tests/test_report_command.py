@@ -14,7 +14,7 @@ from PIL import Image
 from saved_results import write_results
 
 from catride_core.commands.report import report
-from catride_core.figures import MODEL_COLOURS
+from catride_core.palette import MODEL_COLOURS
 
 PARAMS = "models: [pretrained, tride, ca_tride]\n"
 FIGURES = {"scores", "attacks", "tradeoff", "finetune", "pretrain"}

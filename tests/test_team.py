@@ -70,18 +70,26 @@ def test_push_clone_pull_reruns_nothing_and_the_queue_runs_seeds(tmp_path):
     assert json.loads(sh(clone, "dvc", "metrics", "diff", "--json") or "{}") == {}
     assert json.loads(sh(clone, "dvc", "status", "--json") or "{}") == {}
 
-    # seeds through DVC's queue, then the table over them (the workspace is seed 0)
+    # seeds through DVC's queue, then the table over them (the workspace is seed 0). A queued experiment
+    # runs in a temporary copy of the commit: it must import that copy's catride_core, not the checkout
+    # the venv's editable install points at (here the repository under test), so mark the clone's code
+    command = clone / "catride_core" / "commands" / "evaluate.py"
+    command.write_text(command.read_text() + '\nprint("catride_core of the experiment")\n')
+    sh(clone, "git", "commit", "--quiet", "-am", "mark this checkout's code")
+    sh(clone, "dvc", "repro")  # the workspace is seed 0 of the marked code too
     for seed in (1, 2):
         sh(clone, "dvc", "exp", "run", "--queue", "-S", f"base.seed={seed}")
     sh(clone, "dvc", "queue", "start")
     status = wait_for_queue(sh, clone)
     assert "Failed" not in status, status
     shown = json.loads(sh(clone, "dvc", "exp", "show", "--json"))
-    seeds = {
-        revision["data"]["params"]["params.yaml"]["data"]["base"]["seed"]
-        for entry in shown for experiment in entry.get("experiments") or [] for revision in experiment["revs"]
-    }
+    revisions = [revision for entry in shown for experiment in entry.get("experiments") or []
+                 for revision in experiment["revs"]]
+    seeds = {revision["data"]["params"]["params.yaml"]["data"]["base"]["seed"] for revision in revisions}
+    names = [revision["name"] for revision in revisions]
     assert seeds == {1, 2}
+    for name in names:
+        assert "catride_core of the experiment" in sh(clone, "dvc", "queue", "logs", name)
     sh(clone, "catride", "seeds", "--table", "seeds.csv", "--markdown", "seeds.md")
     rows = {(row["model"], row["score"]): row for row in csv.DictReader((clone / "seeds.csv").open())}
     assert rows[("ca_tride", "R@1")]["n"] == "3" and rows[("ca_tride", "R@1")]["seeds"] == "0 1 2"

@@ -91,7 +91,10 @@ def _median_seconds(fn, min_total: float = 0.2, max_reps: int = 20) -> float:
 
 
 def pass_costs(kind: PassKind) -> tuple[float, float]:
-    """Seconds of one forward pass and of one backward pass of ``kind`` (measured now)."""
+    """Seconds of one forward pass and of one backward pass of ``kind`` (measured now).
+
+    The backward's cost is that of a forward with gradient plus its backward, less a forward without.
+    """
     arch, dim, shape, training, grad_input, grad_weights = kind
     torch.manual_seed(0)
     model = build_model(arch, dim).train(training)
@@ -103,9 +106,15 @@ def pass_costs(kind: PassKind) -> tuple[float, float]:
             model(images)
 
     def forward_backward() -> None:
+        # as the pipeline differentiates: a pass whose input needs a gradient is an attack's or an inner
+        # PGD's, which takes torch.autograd.grad w.r.t. the images only (no weight gradient is computed);
+        # any other is a training step's loss.backward() into the weights
         x = images.clone().requires_grad_(grad_input)
-        model(x).sum().backward()
-        model.zero_grad(set_to_none=True)
+        if grad_input:
+            torch.autograd.grad(model(x).sum(), x)
+        else:
+            model(x).sum().backward()
+            model.zero_grad(set_to_none=True)
 
     t_forward = _median_seconds(forward)
     if not (grad_input or grad_weights):

@@ -99,10 +99,10 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
                                 *(f"{kind}@{m}" for m in models
                                   for kind in ("finetune", "evaluate", "attack", "robustness", "sweep"))}
 
-    # a sweep setting reruns the sweeps and their curves, nothing else
+    # a sweep setting reruns the sweeps, their curves and the report that shows them, nothing else
     params["report"]["sweep_queries"] = 3
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    assert ran_stages(work) == {"curves", *(f"sweep@{m}" for m in models)}
+    assert ran_stages(work) == {"curves", "report", *(f"sweep@{m}" for m in models)}
     assert set(pd.read_csv(work / "reports" / "sweep.csv")["n_queries"]) == {3}
     plots = json.loads(dvc(work, "plots", "show", "--json").stdout)["data"]
     for plot in ("sweep_robust_r1", "sweep_ca_plus"):  # drawn from the two models' files (the others are absent)

@@ -5,6 +5,9 @@ module only reads what DVC reports. A run is kept when its params equal the
 reference params (the workspace's) in everything but ``base.seed``, so the
 table never mixes variants; for a seed that several runs share, the first one
 listed wins (the workspace, then the baseline commit, then its experiments).
+An experiment that is still queued or running, or that failed, is left out:
+while it runs, ``dvc exp show`` lists the metrics in its temporary copy, which
+are its baseline's until its stages overwrite them.
 """
 
 from __future__ import annotations
@@ -46,8 +49,17 @@ def _run(entry: Mapping[str, Any]) -> Run | None:
     return Run(entry.get("name") or str(entry.get("rev")), params, metrics)
 
 
-def experiment_runs(exp_show: Sequence[Mapping[str, Any]]) -> list[Run]:
-    """Every run ``dvc exp show --json`` lists, in its order: each baseline, then its experiments."""
+def unfinished(experiment: Mapping[str, Any]) -> str | None:
+    """The state of an experiment DVC has not finished successfully (``queued``, ``running``, ``failed``), else None."""
+    state = (experiment.get("executor") or {}).get("state")
+    return None if state in (None, "success") else str(state)
+
+
+def experiment_runs(exp_show: Sequence[Mapping[str, Any]], skipped: list[str] | None = None) -> list[Run]:
+    """Every finished run ``dvc exp show --json`` lists, in its order: each baseline, then its experiments.
+
+    The names and states of the experiments left out as unfinished are appended to ``skipped``.
+    """
     if not isinstance(exp_show, list):
         raise ArtifactError("dvc exp show --json: expected a list of revisions")
     runs: list[Run] = []
@@ -56,6 +68,11 @@ def experiment_runs(exp_show: Sequence[Mapping[str, Any]]) -> list[Run]:
         if baseline is not None:
             runs.append(baseline)
         for experiment in entry.get("experiments") or []:
+            state = unfinished(experiment)
+            if state is not None:
+                if skipped is not None:
+                    skipped.append(f"{experiment.get('name') or '?'} ({state})")
+                continue
             for revision in experiment.get("revs") or []:
                 run = _run(revision)
                 if run is not None:

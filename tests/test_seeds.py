@@ -64,6 +64,25 @@ def test_mean_and_sample_std_over_seeds():
     assert "| ca_tride | 92.0 ± 2.0 |" in markdown and "seeds 0, 1, 2" in markdown
 
 
+def executed(revision_, state):
+    """An experiment as `dvc exp show --json` lists it with its executor (``state`` as DVC writes it)."""
+    return {"revs": [revision_], "name": revision_["name"], "executor": {"state": state, "name": "dvc-task"}}
+
+
+def test_unfinished_experiments_are_left_out_and_named():
+    # while an experiment runs, `dvc exp show` lists its temporary copy's metrics: its baseline's, not its own
+    experiments = [
+        executed(revision("exp-a", 1, 82.0, 30.0), "success"),
+        executed(revision("exp-b", 2, 70.0, 10.0), "running"),
+        executed(revision("exp-c", 3, 70.0, 10.0), "queued"),
+        executed(revision("exp-d", 4, 70.0, 10.0), "failed"),
+    ]
+    skipped = []
+    runs = experiment_runs([{**revision("main", 0, 70.0, 10.0), "experiments": experiments}], skipped)
+    assert [run.name for run in runs] == ["main", "exp-a"]
+    assert skipped == ["exp-b (running)", "exp-c (queued)", "exp-d (failed)"]
+
+
 def test_one_seed_has_no_spread():
     by_seed = runs_by_seed(experiment_runs(exp_show()[:1]), PARAMS)
     table = seeds_table(by_seed, ["pretrained"])

@@ -52,13 +52,17 @@ def seeds(params_path: str, exp_json: str | None, table_path: str, markdown_path
 
     Reads the runs `dvc exp show --json` lists (the workspace, its commit, its
     experiments) and keeps those whose params equal params.yaml's in all but
-    base.seed, one per seed. Not a pipeline stage: run it after `dvc queue start`
-    has finished (README "Several seeds").
+    base.seed, one per seed; queued, running and failed experiments are left
+    out (and named on stderr). Not a pipeline stage: run it after `dvc queue
+    start` has finished (README "Several seeds").
     """
     params = load_params(params_path)
     ensure_writable(table_path, markdown_path)
     exp_show = read_json_list(exp_json) if exp_json else _dvc_exp_show()
-    by_seed = runs_by_seed(experiment_runs(exp_show), read_params_mapping(params_path))
+    skipped: list[str] = []
+    by_seed = runs_by_seed(experiment_runs(exp_show, skipped), read_params_mapping(params_path))
+    if skipped:
+        click.echo(f"left out, not finished: {', '.join(skipped)}", err=True)
     if len(by_seed) < min_seeds:
         raise ParamsError(
             f"{params_path}: {len(by_seed)} run(s) share these params but base.seed (seeds {sorted(by_seed)}); "

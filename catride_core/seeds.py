@@ -49,17 +49,21 @@ def _run(entry: Mapping[str, Any]) -> Run | None:
     return Run(entry.get("name") or str(entry.get("rev")), params, metrics)
 
 
-def unfinished(experiment: Mapping[str, Any]) -> str | None:
+def _unfinished(experiment: Mapping[str, Any]) -> str | None:
     """The state of an experiment DVC has not finished successfully (``queued``, ``running``, ``failed``), else None."""
     state = (experiment.get("executor") or {}).get("state")
     return None if state in (None, "success") else str(state)
 
 
-def experiment_runs(exp_show: Sequence[Mapping[str, Any]], skipped: list[str] | None = None) -> list[Run]:
-    """Every finished run ``dvc exp show --json`` lists, in its order: each baseline, then its experiments.
+def unfinished_experiments(exp_show: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``name (state)`` of every experiment ``experiment_runs`` leaves out as not finished."""
+    return [f"{experiment.get('name') or '?'} ({state})"
+            for entry in exp_show for experiment in entry.get("experiments") or []
+            if (state := _unfinished(experiment)) is not None]
 
-    The names and states of the experiments left out as unfinished are appended to ``skipped``.
-    """
+
+def experiment_runs(exp_show: Sequence[Mapping[str, Any]]) -> list[Run]:
+    """Every finished run ``dvc exp show --json`` lists, in its order: each baseline, then its experiments."""
     if not isinstance(exp_show, list):
         raise ArtifactError("dvc exp show --json: expected a list of revisions")
     runs: list[Run] = []
@@ -68,10 +72,7 @@ def experiment_runs(exp_show: Sequence[Mapping[str, Any]], skipped: list[str] | 
         if baseline is not None:
             runs.append(baseline)
         for experiment in entry.get("experiments") or []:
-            state = unfinished(experiment)
-            if state is not None:
-                if skipped is not None:
-                    skipped.append(f"{experiment.get('name') or '?'} ({state})")
+            if _unfinished(experiment) is not None:
                 continue
             for revision in experiment.get("revs") or []:
                 run = _run(revision)

@@ -17,6 +17,7 @@ from catride_core.seeds import (
     runs_by_seed,
     seeds_markdown,
     seeds_table,
+    unfinished_experiments,
 )
 
 PARAMS = {"base": {"seed": 0}, "models": ["pretrained", "ca_tride"], "finetune": {"epochs": 3}}
@@ -77,10 +78,9 @@ def test_unfinished_experiments_are_left_out_and_named():
         executed(revision("exp-c", 3, 70.0, 10.0), "queued"),
         executed(revision("exp-d", 4, 70.0, 10.0), "failed"),
     ]
-    skipped = []
-    runs = experiment_runs([{**revision("main", 0, 70.0, 10.0), "experiments": experiments}], skipped)
-    assert [run.name for run in runs] == ["main", "exp-a"]
-    assert skipped == ["exp-b (running)", "exp-c (queued)", "exp-d (failed)"]
+    shown = [{**revision("main", 0, 70.0, 10.0), "experiments": experiments}]
+    assert [run.name for run in experiment_runs(shown)] == ["main", "exp-a"]
+    assert unfinished_experiments(shown) == ["exp-b (running)", "exp-c (queued)", "exp-d (failed)"]
 
 
 def test_one_seed_has_no_spread():

@@ -19,6 +19,7 @@ from catride_core.seeds import (
     runs_by_seed,
     seeds_markdown,
     seeds_table,
+    unfinished_experiments,
 )
 
 
@@ -59,9 +60,8 @@ def seeds(params_path: str, exp_json: str | None, table_path: str, markdown_path
     params = load_params(params_path)
     ensure_writable(table_path, markdown_path)
     exp_show = read_json_list(exp_json) if exp_json else _dvc_exp_show()
-    skipped: list[str] = []
-    by_seed = runs_by_seed(experiment_runs(exp_show, skipped), read_params_mapping(params_path))
-    if skipped:
+    by_seed = runs_by_seed(experiment_runs(exp_show), read_params_mapping(params_path))
+    if skipped := unfinished_experiments(exp_show):
         click.echo(f"left out, not finished: {', '.join(skipped)}", err=True)
     if len(by_seed) < min_seeds:
         raise ParamsError(

@@ -24,7 +24,6 @@ from catride_core.commands.robustness import robustness
 from catride_core.commands.seeds import seeds
 from catride_core.commands.sweep import sweep
 
-
 #: the line each command has in `catride --help` (a docstring's first sentence is longer than a line)
 SUMMARIES = {
     "prepare": "read and split the dataset of prepare.dataset",

@@ -24,7 +24,7 @@ class Shell:
         self.env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home)}
 
     def __call__(self, cwd: Path, *command: str) -> str:
-        result = subprocess.run(command, cwd=cwd, env=self.env, capture_output=True, text=True)
+        result = subprocess.run(command, check=False, cwd=cwd, env=self.env, capture_output=True, text=True)
         assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
@@ -41,6 +41,12 @@ def wait_for_queue(sh: Shell, cwd: Path, timeout: float = 900) -> str:
             return status
         time.sleep(5)
     raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
+
+
+def failures(sh: Shell, cwd: Path, status: str) -> str:
+    """Each failed task's log, so that a failure in CI says why (once: "database or disk is full")."""
+    names = re.findall(r"^\s*\w+\s+(\S+)\s+.*\bFailed\s*$", status, flags=re.MULTILINE)
+    return "\n".join(f"--- {name}\n{sh(cwd, 'dvc', 'queue', 'logs', name)}" for name in names)
 
 
 @pytest.mark.slow
@@ -81,7 +87,7 @@ def test_push_clone_pull_reruns_nothing_and_the_queue_runs_seeds(tmp_path):
         sh(clone, "dvc", "exp", "run", "--queue", "-S", f"base.seed={seed}")
     sh(clone, "dvc", "queue", "start")
     status = wait_for_queue(sh, clone)
-    assert "Failed" not in status, status
+    assert "Failed" not in status, f"{status}\n{failures(sh, clone, status)}"
     shown = json.loads(sh(clone, "dvc", "exp", "show", "--json"))
     revisions = [revision for entry in shown for experiment in entry.get("experiments") or []
                  for revision in experiment["revs"]]

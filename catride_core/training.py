@@ -23,7 +23,6 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +34,7 @@ from catride_core.distributed import World
 from catride_core.errors import TrainingError
 from catride_core.losses import mine_triplets, triplet_loss
 from catride_core.models.embedding import embed
+from catride_core.progress import Progress
 from catride_core.runtime import derive_seed, progress_bar, seeded_generator
 
 
@@ -174,34 +174,6 @@ def check_finite(out: StepOutput, epoch: int, step: int) -> None:
             f"training went non-finite at epoch {epoch + 1}, global step {step}: {shown}; "
             "nothing was written (a smaller learning rate or step size may help)"
         )
-
-
-@dataclass
-class Progress:
-    """Where a training run stands: exactly what it needs, besides the weights, optimiser and defense, to go on.
-
-    Attributes:
-        epoch: the epoch in progress (0-based); ``epochs`` once training is done.
-        batch: how many batches of that epoch are trained on.
-        step: the global step index (the next step's).
-        totals: running sums of that epoch's step statistics.
-        rows: the log rows of the completed epochs.
-    """
-
-    epoch: int = 0
-    batch: int = 0
-    step: int = 0
-    totals: dict[str, float] = field(default_factory=dict)
-    rows: list[dict[str, float]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "totals": dict(self.totals),
-                "rows": [dict(row) for row in self.rows]}
-
-    @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> Progress:
-        return cls(int(state["epoch"]), int(state["batch"]), int(state["step"]), dict(state["totals"]),
-                   [dict(row) for row in state["rows"]])
 
 
 #: the default of ``fit`` and ``train_epoch``: training without torchrun

@@ -229,3 +229,65 @@ def test_sweep_plots_draw_every_model_of_params():
         (name, definition), = plot.items()
         if name.startswith("sweep_"):
             assert list(definition["y"]) == [f"metrics/sweep/{m}.csv" for m in PARAMS["models"]], name
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+#: the core's layers, bottom first: a module may import its own layer and those below, never one above.
+#: ``artifacts`` (the pipeline's file I/O) takes the data and model layer's types and is used by the commands alone.
+LAYERS = [
+    {"__init__", "names", "errors", "config", "runtime", "distances", "progress"},
+    {"data", "models", "losses", "distributed", "artifacts"},
+    {"retrieval"},
+    {"attacks"},
+    {"defenses", "training"},
+    {"report"},
+    {"commands", "cli"},
+]
+RANK = {part: rank for rank, layer in enumerate(LAYERS) for part in layer}
+
+
+def core_imports(path: Path) -> set[str]:
+    """The catride_core modules a file imports, anywhere in it (type-checking imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("catride_core"):
+            found |= {node.module} if node.module != "catride_core" else {f"catride_core.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("catride_core")}
+    return found
+
+
+def layer_of(module: str) -> str:
+    """``catride_core.attacks.runner`` -> ``attacks``; ``catride_core/names.py`` -> ``names``."""
+    parts = module.replace("/", ".").removesuffix(".py").split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+CORE_FILES = sorted((ROOT / "catride_core").rglob("*.py"))
+
+
+def test_every_core_module_has_a_layer():
+    assert {layer_of(p.relative_to(ROOT).as_posix()) for p in CORE_FILES} <= set(RANK)
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_imports_run_one_way_down_the_layers(path):
+    own = layer_of(path.relative_to(ROOT).as_posix())
+    above = sorted(m for m in core_imports(path) if RANK[layer_of(m)] > RANK[own])
+    assert not above, f"{path.relative_to(ROOT)} (layer {own}) imports {above}, which sit above it"
+
+
+def test_only_the_commands_do_the_pipelines_file_io():
+    users = {p.relative_to(ROOT).as_posix() for p in CORE_FILES
+             if layer_of(p.relative_to(ROOT).as_posix()) not in {"artifacts", "commands"}
+             and any(layer_of(m) == "artifacts" for m in core_imports(p))}
+    assert not users, f"core modules reading or writing the pipeline's files: {sorted(users)}"
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    # the check above would pass vacuously if it parsed nothing: one planted upward import must be seen
+    planted = tmp_path / "planted.py"
+    planted.write_text("from catride_core.attacks.runner import run_attacks\nimport catride_core.report.content\n")
+    assert core_imports(planted) == {"catride_core.attacks.runner", "catride_core.report.content"}
+    assert RANK[layer_of("catride_core.attacks.runner")] > RANK[layer_of("catride_core/retrieval/examples.py")]

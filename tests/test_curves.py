@@ -5,15 +5,15 @@ import pandas as pd
 import pytest
 
 from catride_core import names
-from catride_core.curves import (
+from catride_core.attacks.sweep import wide
+from catride_core.report.curves import (
     COLUMNS,
     eps_label,
     score_axis,
     sweep_figure,
     sweep_points,
 )
-from catride_core.eps_sweep import wide
-from catride_core.palette import model_colours
+from catride_core.report.palette import model_colours
 
 
 def sweep_of(robust_r1, prank, eps=(0.0, 8 / 255, 16 / 255)):

@@ -3,7 +3,7 @@
 import base64
 import re
 
-from catride_core.document import (
+from catride_core.report.document import (
     Bullets,
     Heading,
     Image,

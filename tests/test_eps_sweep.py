@@ -6,10 +6,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from catride_core.attacks.base import AttackBudget
+from catride_core.attacks.queries import spread_first
 from catride_core.attacks.runner import run_attacks
-from catride_core.eps_sweep import eps_sweep, wide
+from catride_core.attacks.sweep import eps_sweep, wide
 from catride_core.models import build_model
-from catride_core.queries import spread_first
 
 
 def test_spread_first_by_hand():

@@ -6,7 +6,8 @@ from matplotlib.container import BarContainer
 from saved_results import benign_metrics, robustness_metrics, training_log
 
 from catride_core import names
-from catride_core.figures import (
+from catride_core.report.content import robustness_table
+from catride_core.report.figures import (
     MODEL_COLOURS,
     PERCENT_SCORES,
     attacks_figure,
@@ -15,7 +16,6 @@ from catride_core.figures import (
     tradeoff_figure,
     training_figure,
 )
-from catride_core.reporting import robustness_table
 
 MODELS = ["tride", "pretrained", "ca_tride"]  # not in names.MODELS order: colours must not follow the row order
 

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 from saved_results import write_results
+from support import ROOT
 
 from catride_core.commands.report import report
-from catride_core.palette import MODEL_COLOURS
+from catride_core.report.palette import MODEL_COLOURS
 
 PARAMS = "models: [pretrained, tride, ca_tride]\n"
 FIGURES = {"scores", "attacks", "tradeoff", "finetune", "pretrain"}
@@ -121,6 +122,32 @@ def test_html_renders_offline_in_headless_chromium_with_every_image_loaded(writt
     assert (np.abs(pixels.astype(int) - colour).sum(axis=2) < 12).sum() > 200
 
 
+def table_widths(page: Path, width: int) -> tuple[int, list[int]]:
+    """The page's layout width and each table's right edge, in CSS px, rendered in a ``width``-px wide window."""
+    probe = page.parent / f"widths-{page.stem}.html"
+    probe.write_text(page.read_text().replace("</body>", (
+        "<script>window.addEventListener('load', () => { document.body.setAttribute('data-viewport',"
+        " String(document.documentElement.clientWidth)); for (const t of document.querySelectorAll('table'))"
+        " t.setAttribute('data-right', String(Math.ceil(t.getBoundingClientRect().right))); });</script></body>")))
+    dom = chromium(probe, f"--window-size={width},2000", "--virtual-time-budget=10000", "--dump-dom")
+    probe.unlink()
+    return int(re.search(r'data-viewport="(\d+)"', dom).group(1)), [int(r) for r in re.findall(r'data-right="(\d+)"', dom)]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium); "
+                                             "the report's layout on a 1,280 px screen is not checked")
+@pytest.mark.parametrize("which", ["written", "committed"])
+def test_no_table_of_the_report_is_wider_than_a_laptop_screen(which, written, tmp_path):
+    # the committed report of the default pipeline (seven models), and one written here with intervals on every score
+    page = written[0] / "index.html" if which == "written" else shutil.copy(ROOT / "reports" / "index.html", tmp_path)
+    viewport, rights = table_widths(Path(page), 1280)
+    assert viewport == 1280 and len(rights) >= 4, (viewport, rights)
+    assert max(rights) <= viewport, f"a table runs off a 1,280 px page: right edges {rights}"
+    # and the check can fail: in a 700 px window the same tables run off the page
+    narrow, rights = table_widths(Path(page), 700)
+    assert max(rights) > narrow
+
+
 def test_report_of_a_subset_of_attacks_has_no_composite_and_still_draws(tmp_path):
     # attack.names = [es]: ERS and ARS are null, and nothing is bootstrapped
     root = write_results(tmp_path)
@@ -137,4 +164,6 @@ def test_report_of_a_subset_of_attacks_has_no_composite_and_still_draws(tmp_path
     assert {p.stem for p in (out / "figures").iterdir()} == {"scores", "attacks", "tradeoff"}  # no --logs
     markdown = (out / "index.md").read_text()
     assert "- by ERS: n/a (attacks missing)" in markdown and "interval [" not in markdown
-    assert "| pretrained | n/a | n/a | n/a | n/a | n/a | 0.500 | 40.0 |" in markdown
+    # the robustness table in its two parts: ERS, ARS, CA, QA; then TMA, ES:D, ES:R, LTM, GTM, GTT
+    assert "| pretrained | n/a | n/a | n/a | n/a | n/a | n/a |" in markdown
+    assert "| pretrained | n/a | 0.500 | 40.0 | n/a | n/a | n/a |" in markdown

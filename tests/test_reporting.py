@@ -11,8 +11,7 @@ from saved_results import ERS, benign_metrics, resamples, robustness_metrics
 
 from catride_core import names
 from catride_core.config import Params
-from catride_core.document import Bullets, Image, Table
-from catride_core.reporting import (
+from catride_core.report.content import (
     INTERVAL_COLUMNS,
     PairedComparison,
     adjacent_comparisons,
@@ -23,6 +22,7 @@ from catride_core.reporting import (
     settings_rows,
     tradeoff_table,
 )
+from catride_core.report.document import Bullets, Image, Table
 
 MODELS = ["pretrained", "ca_tride", "tride"]
 

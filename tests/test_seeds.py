@@ -12,7 +12,7 @@ from support import run
 
 from catride_core.commands.seeds import seeds
 from catride_core.errors import ArtifactError
-from catride_core.seeds import (
+from catride_core.report.seeds import (
     experiment_runs,
     runs_by_seed,
     seeds_markdown,

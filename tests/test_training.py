@@ -10,8 +10,8 @@ from torch.utils.data import TensorDataset
 from catride_core.data.sampler import SPC2Sampler
 from catride_core.models import Embedder
 from catride_core.models.embedding import embed
+from catride_core.progress import Progress
 from catride_core.training import (
-    Progress,
     StepContext,
     StepOutput,
     benign_step,

@@ -12,7 +12,7 @@ from torch import nn
 
 from catride_core.artifacts.files import atomic_path
 from catride_core.errors import ArtifactError
-from catride_core.training import Progress
+from catride_core.progress import Progress
 
 
 class TrainingState:

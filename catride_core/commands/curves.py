@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from catride_core import curves as robustness_curves
 from catride_core.artifacts.files import ensure_writable, save_figure, write_csv
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
@@ -17,6 +16,7 @@ from catride_core.commands.common import (
     stage,
 )
 from catride_core.errors import ArtifactError
+from catride_core.report import curves as robustness_curves
 
 
 @stage

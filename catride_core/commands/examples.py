@@ -8,10 +8,15 @@ import click
 import pandas as pd
 import torch
 
-from catride_core import example_figures
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import ensure_writable, save_figure
 from catride_core.artifacts.prepared import load_prepared
+from catride_core.attacks.examples import (
+    CANDIDATE_ATTACK,
+    QUERY_ATTACK,
+    attacked_examples,
+    gather_images,
+)
 from catride_core.commands.attack import attack_budget
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
@@ -21,15 +26,10 @@ from catride_core.commands.common import (
     stage,
     start,
 )
-from catride_core.curves import eps_label
 from catride_core.data.prepared import build_dataset
 from catride_core.names import ATTACK_SCORES
-from catride_core.retrieval.examples import (
-    CANDIDATE_ATTACK,
-    QUERY_ATTACK,
-    attacked_examples,
-    gather_images,
-)
+from catride_core.report import examples as example_figures
+from catride_core.report.curves import eps_label
 
 
 @stage

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from catride_core import figures, reporting
 from catride_core.artifacts.files import (
     ensure_writable,
     read_csv,
@@ -18,9 +17,15 @@ from catride_core.artifacts.files import (
     write_csv,
     write_text,
 )
-from catride_core.commands.common import ADHOC_PARAMS_OPTION, SET_OPTION, read_params, stage
-from catride_core.document import to_html, to_markdown
+from catride_core.commands.common import (
+    ADHOC_PARAMS_OPTION,
+    SET_OPTION,
+    read_params,
+    stage,
+)
 from catride_core.errors import ArtifactError
+from catride_core.report import content, figures
+from catride_core.report.document import to_html, to_markdown
 
 #: an optional input: a folder, or (``_FILE_IN``) one file
 _DIR_IN = {"type": click.Path(file_okay=False), "default": None}
@@ -61,13 +66,13 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
     folder, models = Path(metrics_dir), params.models
     benign = {m: read_json(folder / "benign" / f"{m}.json") for m in models}
     robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in models}
-    table = reporting.robustness_table(models, benign, robust)
+    table = content.robustness_table(models, benign, robust)
     bootstrap = next((robust[m]["bootstrap"] for m in models if robust[m].get("bootstrap")), None)
     confidence = (bootstrap or {}).get("confidence", 0.95)
     comparisons = []
     if bootstrap_dir is not None:
         resamples = {m: read_csv(Path(bootstrap_dir) / f"{m}.csv") for m in models}
-        comparisons = reporting.paired_comparisons(table, resamples, confidence)
+        comparisons = content.paired_comparisons(table, resamples, confidence)
     examples = sorted(str(p) for p in Path(examples_dir).glob("*.png")) if examples_dir is not None else []
     if examples_dir is not None and not examples:
         raise ArtifactError(f"{examples_dir}: no retrieval-example PNG in it; run the stage that writes them first")
@@ -80,14 +85,14 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
     shown = {key: str(Path(figures_dir) / f"{key}.png") for key in drawn}
     if sweep_path is not None:
         shown["sweep"] = sweep_path
-    settings = reporting.settings_rows(params, commit or git_commit(), bootstrap)
-    blocks = reporting.report_blocks(table, comparisons, confidence, settings, shown, examples)
+    settings = content.settings_rows(params, commit or git_commit(), bootstrap)
+    blocks = content.report_blocks(table, comparisons, confidence, settings, shown, examples)
 
     write_csv(table_path, table)
-    write_csv(tradeoff_path, reporting.tradeoff_table(table))
+    write_csv(tradeoff_path, content.tradeoff_table(table))
     save_figures(figures_dir, drawn)
     images = given | {path: read_png(path) for key, path in shown.items() if key in drawn}
     links = {path: Path(os.path.relpath(path, Path(markdown_path).parent)).as_posix() for path in images}
     write_text(markdown_path, to_markdown(blocks, links))
     write_text(html_path, to_html(blocks, images, "catride robustness report"))
-    click.echo(table[["model", *reporting.BENIGN_COLUMNS[:1], *reporting.SUMMARY_COLUMNS]].to_string(index=False))
+    click.echo(table[["model", *content.BENIGN_COLUMNS[:1], *content.SUMMARY_COLUMNS]].to_string(index=False))

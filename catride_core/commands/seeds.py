@@ -14,7 +14,7 @@ from catride_core.artifacts.files import ensure_writable, write_csv, write_text
 from catride_core.commands.common import PARAMS_OPTION, stage
 from catride_core.config import load_params, read_params_mapping
 from catride_core.errors import ArtifactError, ParamsError
-from catride_core.seeds import (
+from catride_core.report.seeds import (
     experiment_runs,
     runs_by_seed,
     seeds_markdown,

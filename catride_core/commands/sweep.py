@@ -8,6 +8,7 @@ import torch
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import ensure_writable, write_csv
 from catride_core.artifacts.prepared import load_prepared
+from catride_core.attacks.sweep import eps_sweep, wide
 from catride_core.commands.attack import attack_budget
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
@@ -19,7 +20,6 @@ from catride_core.commands.common import (
     start,
 )
 from catride_core.data.prepared import build_dataset
-from catride_core.eps_sweep import eps_sweep, wide
 
 
 @stage

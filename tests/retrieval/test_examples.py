@@ -3,12 +3,9 @@
 import matplotlib
 import torch
 
-from catride_core import example_figures
-from catride_core.retrieval.examples import (
-    candidate_rankings,
-    gather_images,
-    query_rankings,
-)
+from catride_core.attacks.examples import gather_images
+from catride_core.report import examples as example_figures
+from catride_core.retrieval.examples import candidate_rankings, query_rankings
 
 
 def slow_top_k(query, gallery, k, own):

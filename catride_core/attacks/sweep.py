@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
 from catride_core.attacks.base import AttackBudget
+from catride_core.attacks.queries import spread_first
 from catride_core.attacks.runner import run_attacks
-from catride_core.queries import spread_first
 
 
 def eps_sweep(

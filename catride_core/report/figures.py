@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from catride_core.names import PRETRAINED, SCORES
-from catride_core.palette import MODEL_COLOURS
+from catride_core.report.palette import MODEL_COLOURS
 
 #: the scores in %, drawn on one axis; TMA (a cosine) and ES:D (a distance) get an axis each
 PERCENT_SCORES: tuple[str, ...] = tuple(s for s in SCORES if s not in ("TMA", "ES:D"))

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from catride_core.names import ATTACK_SCORES
-from catride_core.palette import model_colours
+from catride_core.report.palette import model_colours
 
 #: score -> the attack that reports it
 _ATTACK_OF = {score: attack for attack, scores in ATTACK_SCORES.items() for score in scores}

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from saved_results import write_logs
 from support import DVC, PARAMS, ROOT, STAGES, dvc
 
@@ -75,6 +76,15 @@ def test_declared_params_exist(name):
         for part in key.split("."):
             assert part in node, f"{name}: params key {key} is not in params.yaml"
             node = node[part]
+
+
+def test_dvc_lock_names_only_the_stages_of_dvc_yaml():
+    # DVC keeps the entries of removed or renamed stages: they mislead a reader, and a bigger lock file widens the
+    # window in which a killed `dvc repro` leaves it truncated (README, "When things go wrong")
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    stale = sorted(set(lock["stages"]) - set(STAGES))
+    assert not stale, f"dvc.lock holds {len(stale)} entries of stages dvc.yaml no longer has, e.g. {stale[:3]}"
+    assert set(lock["stages"]) == set(STAGES), "a stage of dvc.yaml has never been run and committed"
 
 
 def test_every_model_fans_out_through_every_stage_kind():

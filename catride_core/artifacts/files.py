@@ -3,6 +3,11 @@
 Every writer is atomic: it writes next to the target and renames at the end,
 so a failed stage never leaves a half-written output behind. Written files get
 the user's umask (a team sharing a machine or a DVC cache can read them).
+
+A writer replaces only what it writes itself: a file by its name, and in an
+output folder only the files of the names its command owns. A folder that
+holds anything else is refused before any work, so a user's file is never
+removed, whatever path an output is given.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,37 +38,112 @@ def _umask() -> int:
     return mask
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; move it into place only if the block succeeds.
+#: what every temporary file and folder of a writer carries in its name: a leftover of a killed run is removed
+#: by it, and a user's own hidden file beside an output (``.m.pt.backup``) never is
+TEMPORARY_INFIX = ".catride-tmp-"
 
-    The temporary path is ``.<name>.<random>`` in the target's folder, removed
-    if the block fails. A temporary left by a killed run (SIGKILL, a power cut)
-    is removed the next time the same target is written: each output has one
-    writer.
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}{TEMPORARY_INFIX}"
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove the temporaries a killed run (SIGKILL, a power cut) left while writing ``target``: each output has one writer."""
+    for stale in target.parent.glob(glob.escape(_temporary_prefix(target)) + "*"):
+        shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path beside ``target``; move it into place only if the block succeeds.
+
+    The temporary is ``.<name>.catride-tmp-<random>`` in the target's folder,
+    removed if the block fails, or (left by a killed run) the next time the
+    same target is written.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*"):
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        os.chmod(tmp, 0o777 & ~_umask())
-    else:
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(handle)
-        tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~_umask())
+    _remove_leftovers(target)
+    handle, name = tempfile.mkstemp(prefix=_temporary_prefix(target), dir=target.parent)
+    os.close(handle)
+    tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
-        if directory and target.exists():
-            shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def _refused_folder(folder: Path) -> str | None:
+    """Why ``folder`` can never be an output folder (None if it can): a folder whose loss no rerun gives back.
+
+    The check is on the resolved path, so ``.``, ``..`` and symbolic links are
+    seen for what they are.
+    """
+    where = folder.resolve()
+    if where == Path.cwd().resolve():
+        return "the current folder"
+    if where == Path.home().resolve() or where.parent in (Path("/home"), Path("/Users")):
+        return "a home folder"
+    if len(where.parts) <= 2 or where.parent == Path("/usr"):
+        return "a system folder"
+    if any((where / marker).exists() for marker in ("dvc.yaml", ".dvc", ".git")):
+        return "a project's root folder"
+    return None
+
+
+def ensure_folder_writable(folder: str | Path, owned: Collection[str]) -> None:
+    """Fail now, before any work, unless ``folder`` can be written holding nothing but files of ``owned`` names.
+
+    An output folder is written only where it is new, empty, or holds files of
+    the names its command writes (as its earlier run left them), never where
+    writing could remove, replace or mix with anything else.
+
+    Raises:
+        ArtifactError: naming the folder, and what makes it a place no output
+            may go (the current, a home, a system or a project's root folder),
+            or the entries the pipeline did not write; or, as
+            ``ensure_writable``, a folder that cannot be created.
+    """
+    folder = Path(folder)
+    refused = _refused_folder(folder)
+    if refused is not None:
+        raise ArtifactError(f"{folder}: {refused}, not an output folder; name a new folder for the output")
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in owned or not p.is_file()) if folder.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ArtifactError(f"{folder}: holds what the pipeline did not write ({shown}); writing the output there "
+                            "could replace it: name a new or empty folder, or move these away")
+    ensure_writable(folder)
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | Path, owned: Collection[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder to fill; then move its files into ``folder``, the stale ones of ``owned`` removed.
+
+    Every file is written in full before the first one is moved, so a failure
+    (a full disk) leaves ``folder`` as it was. Only files of ``owned`` names are
+    ever replaced or removed (the latter: an earlier run's output this run does
+    not write, such as an attack no longer run), and ``folder`` is checked as
+    ``ensure_folder_writable`` does, so nothing the pipeline did not write is touched.
+    """
+    folder = Path(folder)
+    ensure_folder_writable(folder, owned)
+    _remove_leftovers(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(folder), dir=folder.parent))
+    try:
+        yield tmp
+        written = {p.name for p in tmp.iterdir()}
+        if not written <= set(owned):
+            raise ValueError(f"{folder}: a writer made {sorted(written - set(owned))}, names it does not own")
+        folder.mkdir(exist_ok=True)
+        for name in sorted(written):
+            os.replace(tmp / name, folder / name)
+        for name in sorted(set(owned) - written):
+            (folder / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def file_digest(path: str | Path) -> str:
@@ -178,11 +258,14 @@ def read_png(path: str | Path) -> bytes:
     return data
 
 
-def save_figures(folder: str | Path, figures: Mapping[str, Any]) -> None:
-    """Figures as ``<folder>/<name>.png``, the folder replaced as a whole (atomically); the figures are closed."""
+def save_figures(folder: str | Path, figures: Mapping[str, Any], names: Collection[str]) -> None:
+    """Figures as ``<folder>/<name>.png``, written by ``output_folder``; the figures are closed.
+
+    ``names`` are every figure the folder may hold: one of them not drawn this time is removed.
+    """
     import matplotlib.pyplot as plt
 
-    with atomic_path(folder, directory=True) as tmp:
+    with output_folder(folder, {f"{name}.png" for name in names}) as tmp:
         for name, figure in figures.items():
             figure.savefig(tmp / f"{name}.png", format="png", metadata={"Software": None})
             plt.close(figure)

@@ -10,8 +10,8 @@ import torch
 
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import (
-    atomic_path,
-    ensure_writable,
+    ensure_folder_writable,
+    output_folder,
     rounded,
     save_tensor,
     write_csv,
@@ -32,6 +32,10 @@ from catride_core.commands.common import (
 from catride_core.config import AttackParams, resolved
 from catride_core.data.prepared import build_dataset
 from catride_core.distributed import distributed
+from catride_core.names import ATTACKS
+
+#: every file the attack stage may write in its folder, the only ones it replaces or removes there
+ATTACK_FILES = frozenset(f"{name}.{kind}" for name in ATTACKS for kind in ("json", "csv", "pt"))
 
 
 def per_query_table(result: AttackResult) -> pd.DataFrame:
@@ -66,8 +70,8 @@ def results_table(results: dict[str, AttackResult]) -> pd.DataFrame:
 @DATA_OPTION
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="model to attack")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="folder to write, per attack: <name>.json (means), <name>.csv (per query), <name>.pt (images) "
-                   "(default: print the table only)")
+              help="folder to write (a new one, or one an attack wrote), per attack: <name>.json (means), <name>.csv "
+                   "(per query), <name>.pt (images) (default: print the table only)")
 @PROGRESS_OPTION
 def attack(params_path: str | None, overrides: tuple[str, ...], data_dir: str, checkpoint: str, out_dir: str | None,
            progress: bool) -> None:
@@ -79,7 +83,7 @@ def attack(params_path: str | None, overrides: tuple[str, ...], data_dir: str, c
     """
     params, device = start(params_path, overrides)
     if out_dir is not None:
-        ensure_writable(out_dir)
+        ensure_folder_writable(out_dir, ATTACK_FILES)
     cfg = params.attack
     data = load_prepared(data_dir)
     budget = attack_budget(cfg)
@@ -99,7 +103,7 @@ def attack(params_path: str | None, overrides: tuple[str, ...], data_dir: str, c
 
 def write_results(out_dir: str, results: dict[str, AttackResult], params: dict) -> None:
     """The attack stage's folder: per attack its means (JSON), per-query values (CSV) and kept images."""
-    with atomic_path(out_dir, directory=True) as folder:
+    with output_folder(out_dir, ATTACK_FILES) as folder:
         for name, result in results.items():
             write_json(folder / f"{name}.json", {
                 "attack": name, "n_queries": result.n_queries,

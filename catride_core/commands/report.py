@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from catride_core.artifacts.files import (
+    ensure_folder_writable,
     ensure_writable,
     read_csv,
     read_json,
@@ -62,7 +63,8 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
            figures_dir: str, commit: str | None) -> None:
     """The comparison of every model: CSV tables, a markdown report, one HTML page and PNG figures."""
     params = read_params(params_path, overrides)
-    ensure_writable(table_path, tradeoff_path, markdown_path, html_path, figures_dir)
+    ensure_writable(table_path, tradeoff_path, markdown_path, html_path)
+    ensure_folder_writable(figures_dir, {f"{name}.png" for name in figures.FIGURES})
     folder, models = Path(metrics_dir), params.models
     benign = {m: read_json(folder / "benign" / f"{m}.json") for m in models}
     robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in models}
@@ -90,7 +92,7 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
 
     write_csv(table_path, table)
     write_csv(tradeoff_path, content.tradeoff_table(table))
-    save_figures(figures_dir, drawn)
+    save_figures(figures_dir, drawn, figures.FIGURES)
     images = given | {path: read_png(path) for key, path in shown.items() if key in drawn}
     links = {path: Path(os.path.relpath(path, Path(markdown_path).parent)).as_posix() for path in images}
     write_text(markdown_path, to_markdown(blocks, links))

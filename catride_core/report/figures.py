@@ -178,6 +178,10 @@ def pretrain_figure(log: pd.DataFrame) -> Any:
     return figure
 
 
+#: every figure the report draws, by its key in ``content.FIGURE_CAPTIONS`` (the sweep's is drawn by ``curves``)
+FIGURES = ("scores", "attacks", "tradeoff", "finetune", "pretrain")
+
+
 def report_figures(
     table: pd.DataFrame, finetune_logs: Mapping[str, pd.DataFrame] | None, pretrain_log: pd.DataFrame | None
 ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 from catride_core.artifacts.files import (
     atomic_path,
+    output_folder,
     read_csv,
     read_json,
     rounded,
@@ -17,35 +18,55 @@ from catride_core.artifacts.files import (
 )
 from catride_core.errors import ArtifactError
 
+#: the names an output folder of these tests owns
+OWNED = {"es.json", "gtm.json"}
+
 
 def test_failure_mid_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "metrics.json"
     write_json(target, {"R@1": 1.0})
-    with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_path(target) as tmp:
-            tmp.write_text('{"R@1": 2')  # half-written
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_text('{"R@1": 2')  # half-written
+        raise RuntimeError("disk full")
     assert json.loads(target.read_text()) == {"R@1": 1.0}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 def test_failure_mid_write_of_a_folder_keeps_the_old_folder(tmp_path):
     target = tmp_path / "attacks"
-    with atomic_path(target, directory=True) as tmp:
+    with output_folder(target, OWNED) as tmp:
         (tmp / "es.json").write_text("{}")
-    with pytest.raises(KeyError):
-        with atomic_path(target, directory=True) as tmp:
-            (tmp / "gtm.json").write_text("{}")
-            raise KeyError("boom")
-    assert [p.name for p in target.iterdir()] == ["es.json"]
+    with pytest.raises(KeyError), output_folder(target, OWNED) as tmp:
+        (tmp / "es.json").write_text('{"new": 1}')
+        (tmp / "gtm.json").write_text("{}")
+        raise KeyError("boom")
+    assert [p.name for p in target.iterdir()] == ["es.json"] and (target / "es.json").read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["attacks"]
+
+
+def test_a_folder_output_replaces_its_own_files_and_removes_only_its_stale_ones(tmp_path):
+    target = tmp_path / "attacks"
+    with output_folder(target, OWNED) as tmp:
+        (tmp / "es.json").write_text("old")
+        (tmp / "gtm.json").write_text("old")
+    with output_folder(target, OWNED) as tmp:
+        (tmp / "es.json").write_text("new")
+    # gtm.json is an earlier run's: this run owns the name and did not write it
+    assert sorted(p.name for p in target.iterdir()) == ["es.json"] and (target / "es.json").read_text() == "new"
+
+
+def test_a_writer_cannot_leave_a_name_it_does_not_own(tmp_path):
+    with pytest.raises(ValueError, match=r"\['notes.txt'\], names it does not own"), \
+            output_folder(tmp_path / "attacks", OWNED) as tmp:
+        (tmp / "notes.txt").write_text("")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_written_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         write_json(tmp_path / "a.json", {})
-        with atomic_path(tmp_path / "folder", directory=True):
+        with output_folder(tmp_path / "folder", OWNED):
             pass
     finally:
         os.umask(old)

@@ -4,6 +4,7 @@ pipeline's stages as DVC expands them, and which params keys a piece of code rea
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import re
 import shutil
@@ -142,6 +143,11 @@ def write_params(folder, overrides=None, base=TINY):
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def md5s(*paths):
+    """Each file's md5, the hash DVC tracks it by: equal results must be equal files, not only equal values."""
+    return [hashlib.md5(Path(path).read_bytes()).hexdigest() for path in paths]
 
 
 # --- a real dvc in a copy of the project -----------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts, and are read
 with ``torch.load(..., weights_only=True)``: loading a file never runs code
-from it.
+from it. They are written by ``files.save_torch``: the same content gives the
+same bytes, whether the run was resumed or not (DVC tracks them by hash).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from catride_core.artifacts.files import atomic_path
+from catride_core.artifacts.files import save_torch
 from catride_core.errors import ArtifactError
 from catride_core.models import Embedder, build_model, input_mismatch
 
@@ -32,7 +33,7 @@ def save_checkpoint(
     payload = {
         "format_version": FORMAT_VERSION,
         "model": {"arch": model.arch, "embedding_dim": model.embedding_dim},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": model.state_dict(),
         "params": dict(params),
         "state": dict(state),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -43,8 +44,7 @@ def save_checkpoint(
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         },
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(path, payload)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

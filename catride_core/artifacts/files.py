@@ -1,4 +1,4 @@
-"""Atomic writers and safe readers of the pipeline's small files: JSON, CSV, text, PNG, tensors.
+"""Atomic writers and safe readers of the pipeline's small files: JSON, CSV, text, PNG, torch files.
 
 Every writer is atomic: it writes next to the target and renames at the end,
 so a failed stage never leaves a half-written output behind. Written files get
@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -280,7 +281,51 @@ def save_figure(path: str | Path, figure: Any) -> None:
     plt.close(figure)
 
 
-def save_tensor(path: str | Path, tensor: torch.Tensor) -> None:
-    """A tensor (e.g. adversarial images kept for a report), on the CPU."""
-    with atomic_path(path) as tmp:
-        torch.save(tensor.detach().cpu(), tmp)
+def save_torch(path: str | Path, payload: Any) -> None:
+    """Tensors and plain data as a torch file (atomically) whose bytes depend on the content alone.
+
+    DVC tracks a file by its hash, so equal content must give equal bytes,
+    whatever the history of the objects saved. ``torch.save`` does not promise
+    it: pickle writes an object met twice once and refers back to it, but two
+    equal copies twice, so a resumed run (its optimiser's key strings
+    unpickled from the training state, distinct from the interned literals a
+    fresh run holds) wrote other bytes than an uninterrupted one for the same
+    weights; tensors sharing a storage are stored once, and a view stores its
+    whole storage; and the archive's inner folder is named after the file
+    written (here the temporary one). So the payload is rebuilt first
+    (``_canonical``) and written through a file handle, for which torch names
+    that folder ``archive``. Dict order is kept: it is content that a load
+    gives back.
+
+    Raises:
+        TypeError: the payload holds something other than tensors, dicts,
+            lists, tuples, strings, numbers, booleans and None.
+    """
+    canonical = _canonical(payload)
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        torch.save(canonical, handle)
+
+
+def _canonical(value: Any) -> Any:
+    """A fresh copy of ``value`` in which equal strings are one object and each tensor owns its own storage.
+
+    Each tensor becomes a contiguous CPU copy in a storage of its own, each
+    container a new plain ``dict``, ``list`` or ``tuple`` (so no two places
+    share one), each string the interned one, each number its plain type.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+    if isinstance(value, Mapping):
+        return {_canonical(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_canonical(item) for item in value)
+    if isinstance(value, str):
+        return sys.intern(str.__str__(value))  # a str subclass (an enum member) as its plain text
+    for plain in (bool, int, float):  # bool first: it is an int too
+        if isinstance(value, plain):
+            return plain(value)
+    if value is None:
+        return None
+    raise TypeError(f"cannot be saved as plain data: a {type(value).__module__}.{type(value).__qualname__}")

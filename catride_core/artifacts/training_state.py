@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from catride_core.artifacts.files import atomic_path
+from catride_core.artifacts.files import save_torch
 from catride_core.errors import ArtifactError
 from catride_core.progress import Progress
 
@@ -64,13 +64,12 @@ class TrainingState:
         """Write the state atomically (a kill during the write leaves the previous one)."""
         payload = {
             "identity": self.identity,
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "defense": defense.state_dict() if defense is not None else {},
             "progress": progress.as_dict(),
         }
-        with atomic_path(self.path) as tmp:
-            torch.save(payload, tmp)
+        save_torch(self.path, payload)
 
     def remove(self) -> None:
         """The run completed: its state is no longer needed."""

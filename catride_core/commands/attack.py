@@ -13,7 +13,7 @@ from catride_core.artifacts.files import (
     ensure_folder_writable,
     output_folder,
     rounded,
-    save_tensor,
+    save_torch,
     write_csv,
     write_json,
 )
@@ -111,4 +111,4 @@ def write_results(out_dir: str, results: dict[str, AttackResult], params: dict) 
             })
             write_csv(folder / f"{name}.csv", per_query_table(result), float_format=None)
             if result.images is not None:
-                save_tensor(folder / f"{name}.pt", result.images)
+                save_torch(folder / f"{name}.pt", result.images)

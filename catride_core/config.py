@@ -66,6 +66,8 @@ PixelBudget = Annotated[float, BeforeValidator(_pixel_fraction), Field(ge=0.0, l
 
 #: the largest seed: every generator of the project (torch, numpy) takes it
 MAX_SEED = 2**32 - 1
+#: the widest embedding: 16 times the published 512; a typo's billion would fail allocating the last layer
+MAX_EMBEDDING_DIM = 8192
 
 
 class Section(BaseModel):
@@ -141,7 +143,7 @@ class PretrainParams(Section):
     """Benign triplet training (docs/method.md section 3)."""
 
     arch: ArchName = "c2f2"
-    embedding_dim: int = Field(512, ge=1)
+    embedding_dim: int = Field(512, ge=1, le=MAX_EMBEDDING_DIM)
     weights: str | None = Field(None, description="local ImageNet weights file for resnets; null = random init")
     epochs: int = Field(8, ge=1)
     pairs_per_batch: int = Field(128, ge=2)

@@ -197,7 +197,23 @@ def save_figure(path: str | Path, figure: Any) -> None:
     plt.close(figure)
 
 
+def save_torch(path: str | Path, payload: Any) -> None:
+    """``torch.save`` of ``payload``, atomically; a failed write (a full disk) is named, the previous file kept.
+
+    Written through an unbuffered Python file: torch's own file writer reports
+    a full disk as an opaque RuntimeError ("unexpected pos"), a Python file as
+    the OSError it is.
+
+    Raises:
+        ArtifactError: naming ``path`` and the system's reason.
+    """
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb", buffering=0) as handle:
+            torch.save(payload, handle)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+
+
 def save_tensor(path: str | Path, tensor: torch.Tensor) -> None:
     """A tensor (e.g. adversarial images kept for a report), on the CPU."""
-    with atomic_path(path) as tmp:
-        torch.save(tensor.detach().cpu(), tmp)
+    save_torch(path, tensor.detach().cpu())

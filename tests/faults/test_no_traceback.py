@@ -102,7 +102,7 @@ def test_report_names_a_metrics_file_missing_a_key_or_holding_text(tmp_path, kin
         metrics[fault[5:]] = "high" if kind == "robustness" else "x"
     path.write_text(json.dumps(metrics))
     one_line(run_report(root), 1, f"{path}: {fragment}")
-    assert not (root / "reports").exists()
+    assert not list(root.glob("reports/*"))  # the folder is made, before any work, to check it is writable
 
 
 # --- catride seeds on a malformed `dvc exp show --json` ------------------------------------------------

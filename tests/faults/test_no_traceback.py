@@ -119,7 +119,7 @@ def revision(name, seed, r1):
     ([revision("workspace", 0, float("nan")), revision("main", 1, 81.0)],
      "workspace: metrics/benign/pretrained.json: 'R@1' is not a finite number"),
     ([revision("workspace", 0, 80.0), {**revision("main", 1, 81.0), "experiments": "exp-a"}],
-     "main: 'experiments' is a str, not a list"),
+     "main: experiments: expected a list of revisions, got str"),
 ])
 def test_seeds_names_a_malformed_exp_show(tmp_path, exp_show, fragment):
     params = tmp_path / "params.yaml"

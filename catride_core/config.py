@@ -66,6 +66,8 @@ PixelBudget = Annotated[float, BeforeValidator(_pixel_fraction), Field(ge=0.0, l
 
 #: the largest seed: every generator of the project (torch, numpy) takes it
 MAX_SEED = 2**32 - 1
+#: the widest embedding: 16 times the published 512; a typo's billion would fail allocating the last layer
+MAX_EMBEDDING_DIM = 8192
 
 
 class Section(BaseModel):
@@ -141,7 +143,7 @@ class PretrainParams(Section):
     """Benign triplet training (docs/method.md section 3)."""
 
     arch: ArchName = "c2f2"
-    embedding_dim: int = Field(512, ge=1)
+    embedding_dim: int = Field(512, ge=1, le=MAX_EMBEDDING_DIM)
     weights: str | None = Field(None, description="local ImageNet weights file for resnets; null = random init")
     epochs: int = Field(8, ge=1)
     pairs_per_batch: int = Field(128, ge=2)
@@ -319,10 +321,7 @@ def parse_params(data: Any, source: str = "params.yaml", overrides: Sequence[str
     An error in a key that one of ``overrides`` (``--set`` arguments, already
     laid over ``data``) set names that override instead of the file.
     """
-    if data is None:
-        raise ParamsError(f"{source}: empty; a params file names at least the sections it changes")
-    if not isinstance(data, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    check_sections(data, source)
     try:
         return Params.model_validate(data)
     except ValidationError as exc:
@@ -333,6 +332,19 @@ def parse_params(data: Any, source: str = "params.yaml", overrides: Sequence[str
                    or key.startswith(name + ".")]
         where = f"--set {setting[-1]}" if setting else source
         raise ParamsError(f"{where}: {key}: {_describe(first)}") from None
+
+
+def check_sections(data: Any, source: str) -> None:
+    """A params file (or preset) is a mapping of sections: an empty file or a YAML list or text is named.
+
+    Raises:
+        ParamsError: naming ``source`` and what it holds instead.
+    """
+    if data is None:
+        raise ParamsError(f"{source}: empty; a params file names at least the sections it changes")
+    if not isinstance(data, dict):
+        kind = "list" if isinstance(data, list) else type(data).__name__
+        raise ParamsError(f"{source}: expected a mapping of sections, got a {kind}")
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -444,17 +456,19 @@ def read_params_document(path: str | Path) -> Any:
     """A YAML file as a mapping that writes back with its comments (ruamel round trip), for presets.
 
     Raises:
-        ParamsError: the file cannot be read or is not valid YAML.
+        ParamsError: the file cannot be read, is not valid YAML, or is not a mapping of sections.
     """
     from ruamel.yaml import YAML, YAMLError
 
     path = Path(path)
     try:
-        return YAML().load(path.read_text())
+        data = YAML().load(path.read_text())
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
     except YAMLError:
         raise ParamsError(f"{path}: not valid YAML") from None
+    check_sections(data, str(path))
+    return data
 
 
 def dump_params_document(data: Any) -> str:

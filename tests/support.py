@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel
 
 from catride_core import config
+from catride_core.commands.report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -207,3 +209,36 @@ class Planted:
 
     def __reduce__(self):
         return (open, (str(self.marker), "w"))
+
+
+# --- what the fault-injection tests check and plant ------------------------------------------------
+
+def one_line(result, code, *fragments):
+    """The command failed with ``code`` and printed one ``error:`` line holding every fragment (no traceback)."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def nan_weights(checkpoint, folder):
+    """A copy of ``checkpoint`` whose first weight starts with a NaN, as a diverged run leaves it; its path and
+    the tensor's name."""
+    payload = torch.load(checkpoint, weights_only=True)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name].view(-1)[0] = float("nan")
+    path = folder / "diverged.pt"
+    torch.save(payload, path)
+    return path, name
+
+
+def run_report(root):
+    """``catride report`` of the saved results under ``root`` (tests/saved_results.py) into ``root/reports``."""
+    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\n")
+    out = root / "reports"
+    return run(report, "--params", root / "params.yaml", "--metrics", root / "metrics", "--bootstrap",
+               root / "bootstrap", "--table", out / "robustness.csv", "--tradeoff", out / "tradeoff.csv",
+               "--markdown", out / "index.md", "--html", out / "index.html", "--figures", out / "figures",
+               "--commit", "abc123")

@@ -295,15 +295,22 @@ def save_torch(path: str | Path, payload: Any) -> None:
     written (here the temporary one). So the payload is rebuilt first
     (``_canonical``) and written through a file handle, for which torch names
     that folder ``archive``. Dict order is kept: it is content that a load
-    gives back.
+    gives back. The handle is an unbuffered Python file: torch's own file
+    writer reports a full disk as an opaque RuntimeError ("unexpected pos"), a
+    Python file as the OSError it is.
 
     Raises:
         TypeError: the payload holds something other than tensors, dicts,
             lists, tuples, strings, numbers, booleans and None.
+        ArtifactError: the write failed (a full disk, a read-only folder),
+            naming ``path`` and the system's reason; the previous file is kept.
     """
     canonical = _canonical(payload)
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        torch.save(canonical, handle)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb", buffering=0) as handle:
+            torch.save(canonical, handle)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 def _canonical(value: Any) -> Any:

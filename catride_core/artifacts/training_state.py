@@ -39,8 +39,8 @@ class TrainingState:
         """Restore a saved run into ``model``, ``optimizer`` and ``defense``; None when there is none to resume.
 
         Raises:
-            ArtifactError: the file is unreadable, or was written for another identity (the message names
-                the file and the first keys that differ).
+            ArtifactError: the file is unreadable, was written for another identity (the message names
+                the file and the first keys that differ), or lacks or garbles a part it must hold.
         """
         if not self.path.is_file():
             return None
@@ -54,14 +54,24 @@ class TrainingState:
             differing = ", ".join(_differences(identity, self.identity)[:3])
             raise ArtifactError(f"{self.path}: a training state of other params or inputs (differs in {differing}); "
                                 "delete it to start over, or restore what changed to resume it")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        if defense is not None:
-            defense.load_state_dict(payload["defense"])
-        return Progress.from_dict(payload["progress"])
+        try:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            if defense is not None:
+                defense.load_state_dict(payload["defense"])
+            return Progress.from_dict(payload["progress"])
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            # a state this code wrote holds every part: one missing or of another shape was damaged or edited
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"{self.path}: a damaged training state ({type(exc).__name__}: {problem}); "
+                                "delete it to start the run over") from None
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, defense: Any | None, progress: Progress) -> None:
-        """Write the state atomically (a kill during the write leaves the previous one)."""
+        """Write the state atomically (a kill or a full disk during the write leaves the previous one).
+
+        Raises:
+            ArtifactError: the state cannot be written (a full disk); training stops there, named.
+        """
         payload = {
             "identity": self.identity,
             "model": model.state_dict(),

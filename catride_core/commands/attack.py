@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -19,7 +20,12 @@ from catride_core.artifacts.files import (
 )
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.attacks.base import AttackBudget
-from catride_core.attacks.runner import AttackResult, run_attacks
+from catride_core.attacks.candidate_query import (
+    CandidateAttack,
+    QueryAttack,
+    target_pool,
+)
+from catride_core.attacks.runner import AttackResult, build_attack, run_attacks
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
     DATA_OPTION,
@@ -32,7 +38,8 @@ from catride_core.commands.common import (
 from catride_core.config import AttackParams, resolved
 from catride_core.data.prepared import build_dataset
 from catride_core.distributed import distributed
-from catride_core.names import ATTACKS
+from catride_core.errors import ParamsError
+from catride_core.names import ATTACK_SCORES, ATTACKS
 
 #: every file the attack stage may write in its folder, the only ones it replaces or removes there
 ATTACK_FILES = frozenset(f"{name}.{kind}" for name in ATTACKS for kind in ("json", "csv", "pt"))
@@ -55,6 +62,26 @@ def attack_budget(cfg: AttackParams, eps: float | None = None) -> AttackBudget:
     return AttackBudget(eps=cfg.eps if eps is None else eps, step_size=cfg.step_size, steps=cfg.steps, random_start=cfg.random_start,
                         batch_size=cfg.batch_size, candidates_per_query=cfg.candidates_per_query,
                         queries_per_candidate=cfg.queries_per_candidate)
+
+
+def check_target_counts(params_path: str | None, names: Sequence[str], budget: AttackBudget, n_gallery: int) -> None:
+    """Refuse, before attacking, a W or M larger than the distinct targets the gallery can give each attacked item.
+
+    Raises:
+        ParamsError: naming ``attack.queries_per_candidate`` or ``attack.candidates_per_query``.
+    """
+    for name in names:
+        attack = build_attack(name, budget)
+        if not isinstance(attack, CandidateAttack | QueryAttack):
+            continue
+        pool = target_pool(attack.raise_rank, n_gallery)
+        if attack.target_count > pool:
+            key = "queries_per_candidate" if isinstance(attack, CandidateAttack) else "candidates_per_query"
+            shown = ATTACK_SCORES[name][0]
+            source = (f"the gallery holds {pool} other items" if attack.raise_rank else
+                      f"{shown} draws them from the top-1% of the gallery: {pool} item{'s' * (pool > 1)} of {n_gallery}")
+            raise ParamsError(f"{params_path or 'params'}: attack.{key}: {attack.target_count} distinct targets for "
+                              f"each item {shown} attacks, but {source}")
 
 
 def results_table(results: dict[str, AttackResult]) -> pd.DataFrame:
@@ -90,6 +117,7 @@ def attack(params_path: str | None, overrides: tuple[str, ...], data_dir: str, c
     with distributed(device) as world:
         model, _ = load_checkpoint(checkpoint, device, data.meta)
         test_set = build_dataset(data, "test", train=False)
+        check_target_counts(params_path, cfg.names, budget, len(test_set))
         results = run_attacks(cfg.names, model, test_set, torch.as_tensor(test_set.labels), budget, params.base.seed,
                               max_queries=cfg.max_queries, save_images=cfg.save_images, progress=progress, world=world)
     if not world.is_main:

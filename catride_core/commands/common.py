@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +79,27 @@ def user_message(exc: CatrideError) -> str:
     return text.strip()
 
 
+def report_error(line: str) -> None:
+    """Print the error line; under torchrun, once (by rank 0) and as each failed process's cause in its report.
+
+    torchrun ends a failed run with a report of about 40 lines, whose
+    "traceback" entry of each failed process says only "To enable traceback
+    see ..." unless the process wrote the error file torchrun names in
+    ``TORCHELASTIC_ERROR_FILE``: the line is written there, so that the
+    report's last entry, the root cause, reads it. A process other than rank 0
+    prints nothing (every process meets the same bad input; N copies of the
+    line above the report hid nothing but added noise).
+    """
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        with contextlib.suppress(OSError):  # the report then says less; the line is still printed below
+            # torch's record() layout, the line standing for the traceback it shows
+            extra = {"py_callstack": line, "timestamp": str(int(time.time()))}
+            Path(error_file).write_text(json.dumps({"message": {"message": line, "extraInfo": extra}}))
+    if not error_file or os.environ.get("RANK", "0") == "0":
+        click.echo(line, err=True)
+
+
 class StageCommand(click.Command):
     """A click command that reports the project's own errors as one line on stderr.
 
@@ -92,7 +117,7 @@ class StageCommand(click.Command):
         try:
             return super().invoke(ctx)
         except CatrideError as exc:
-            click.echo(f"error: {user_message(exc)}", err=True)
+            report_error(f"error: {user_message(exc)}")
             ctx.exit(exc.exit_code)
         except Interrupted as exc:
             click.echo(f"interrupted by {exc}: stopped, no output written", err=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+import pandas as pd
 
 from catride_core.artifacts.files import (
     ensure_folder_writable,
@@ -44,6 +47,37 @@ def git_commit() -> str:
     return head.stdout.strip() + (" (with uncommitted changes)" if status.stdout.strip() else "")
 
 
+def read_metrics(path: Path, problem: Callable[[dict[str, Any]], str | None]) -> dict[str, Any]:
+    """A metrics JSON, checked by ``problem`` (``content.benign_problem`` or ``content.robustness_problem``).
+
+    Raises:
+        ArtifactError: naming the file and what is wrong with it.
+    """
+    metrics = read_json(path)
+    found = problem(metrics)
+    if found:
+        raise ArtifactError(f"{path}: {found}")
+    return metrics
+
+
+def read_resamples(path: Path, said_by: Path | None, robust: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """A model's bootstrap resamples, one row per resample: as many rows as ``said_by`` (its metrics) records.
+
+    A short or truncated file would otherwise fail the paired comparison
+    without naming it, or (with no row left) read as "no resamples".
+
+    Raises:
+        ArtifactError: naming the file, its row count and the metrics file that says how many.
+    """
+    table = read_csv(path)
+    if said_by is not None:
+        expected = robust[said_by.stem]["bootstrap"]["resamples"]
+        if len(table) != expected:
+            raise ArtifactError(f"{path}: {len(table)} resamples, {said_by} says {expected}; the file is short or "
+                                "truncated: rerun the model's robustness stage")
+    return table
+
+
 @stage
 @ADHOC_PARAMS_OPTION
 @SET_OPTION
@@ -66,14 +100,18 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
     ensure_writable(table_path, tradeoff_path, markdown_path, html_path)
     ensure_folder_writable(figures_dir, {f"{name}.png" for name in figures.FIGURES})
     folder, models = Path(metrics_dir), params.models
-    benign = {m: read_json(folder / "benign" / f"{m}.json") for m in models}
-    robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in models}
+    benign = {m: read_metrics(folder / "benign" / f"{m}.json", content.benign_problem) for m in models}
+    robust = {m: read_metrics(folder / "robustness" / f"{m}.json", content.robustness_problem) for m in models}
     table = content.robustness_table(models, benign, robust)
-    bootstrap = next((robust[m]["bootstrap"] for m in models if robust[m].get("bootstrap")), None)
+    bootstrapped = [m for m in models if robust[m].get("bootstrap")]
+    bootstrap = robust[bootstrapped[0]]["bootstrap"] if bootstrapped else None
     confidence = (bootstrap or {}).get("confidence", 0.95)
     comparisons = []
     if bootstrap_dir is not None:
-        resamples = {m: read_csv(Path(bootstrap_dir) / f"{m}.csv") for m in models}
+        # each model's resamples, as many as its robustness metrics say (or the first bootstrapped model's)
+        said = {m: folder / "robustness" / f"{m if m in bootstrapped else bootstrapped[0]}.json"
+                for m in models if bootstrapped}
+        resamples = {m: read_resamples(Path(bootstrap_dir) / f"{m}.csv", said.get(m), robust) for m in models}
         comparisons = content.paired_comparisons(table, resamples, confidence)
     examples = sorted(str(p) for p in Path(examples_dir).glob("*.png")) if examples_dir is not None else []
     if examples_dir is not None and not examples:

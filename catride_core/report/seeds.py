@@ -88,12 +88,19 @@ def _without_seed(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def runs_by_seed(runs: Sequence[Run], reference: Mapping[str, Any]) -> dict[int, Run]:
-    """Seed -> run, for the runs whose params equal ``reference`` but for ``base.seed``."""
+    """Seed -> run, for the runs whose params equal ``reference`` but for ``base.seed``.
+
+    Raises:
+        ArtifactError: such a run's seed is not a whole number (``true``, ``1.5``), naming the run.
+    """
     wanted = _without_seed(reference)
     by_seed: dict[int, Run] = {}
     for run in runs:
         if _without_seed(run.params) == wanted:
-            by_seed.setdefault(int(run.params.get("base", {}).get("seed", 0)), run)
+            seed = run.params.get("base", {}).get("seed", 0)
+            if not isinstance(seed, int) or isinstance(seed, bool):  # int(True) would count it as seed 1
+                raise ArtifactError(f"dvc exp show --json: {run.name}: base.seed is {seed!r}, not a whole number")
+            by_seed.setdefault(seed, run)
     return dict(sorted(by_seed.items()))
 
 

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import click
+import numpy as np
+import pandas as pd
 
 from catride_core.artifacts.files import (
     ensure_writable,
@@ -26,6 +28,7 @@ from catride_core.commands.common import (
 from catride_core.errors import ArtifactError
 from catride_core.report import content, figures
 from catride_core.report.document import to_html, to_markdown
+from catride_core.retrieval.robustness import summary_problem
 
 #: an optional input: a folder, or (``_FILE_IN``) one file
 _DIR_IN = {"type": click.Path(file_okay=False), "default": None}
@@ -41,6 +44,33 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (no git commit here)"
     return head.stdout.strip() + (" (with uncommitted changes)" if status.stdout.strip() else "")
+
+
+def read_robustness(path: Path) -> dict:
+    """A model's robustness metrics, whose ERS and ARS (where given) rest on ten finite scores."""
+    metrics = read_json(path)
+    problem = summary_problem(metrics)
+    if problem:
+        raise ArtifactError(f"{path}: {problem}")
+    return metrics
+
+
+def read_resamples(folder: Path, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every model's bootstrap resamples of the compared scores, finite wherever its metrics give the score.
+
+    A column that cannot be read as numbers would turn the paired comparisons
+    into "no resamples" without a word; it is refused, naming the file.
+    """
+    resamples = {}
+    for _, row in table.iterrows():
+        path = folder / f"{row['model']}.csv"
+        resamples[row["model"]] = read_csv(path, content.COMPARED)
+        for score in content.COMPARED:
+            values = resamples[row["model"]][score].to_numpy(dtype=float)
+            if pd.notna(row[score]) and not (len(values) and np.isfinite(values).all()):
+                raise ArtifactError(f"{path}: column {score} holds values that are not finite (or none), "
+                                    f"while the metrics give {score} {row[score]}")
+    return resamples
 
 
 @stage
@@ -65,22 +95,22 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
     ensure_writable(table_path, tradeoff_path, markdown_path, html_path, figures_dir)
     folder, models = Path(metrics_dir), params.models
     benign = {m: read_json(folder / "benign" / f"{m}.json") for m in models}
-    robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in models}
+    robust = {m: read_robustness(folder / "robustness" / f"{m}.json") for m in models}
     table = content.robustness_table(models, benign, robust)
     bootstrap = next((robust[m]["bootstrap"] for m in models if robust[m].get("bootstrap")), None)
     confidence = (bootstrap or {}).get("confidence", 0.95)
     comparisons = []
     if bootstrap_dir is not None:
-        resamples = {m: read_csv(Path(bootstrap_dir) / f"{m}.csv") for m in models}
-        comparisons = content.paired_comparisons(table, resamples, confidence)
+        comparisons = content.paired_comparisons(table, read_resamples(Path(bootstrap_dir), table), confidence)
     examples = sorted(str(p) for p in Path(examples_dir).glob("*.png")) if examples_dir is not None else []
     if examples_dir is not None and not examples:
         raise ArtifactError(f"{examples_dir}: no retrieval-example PNG in it; run the stage that writes them first")
     given = {path: read_png(path) for path in ([sweep_path] if sweep_path else []) + examples}
     logs = pretrain_log = None
     if logs_dir is not None:
-        logs = {m: read_csv(path) for m in models if (path := Path(logs_dir) / "finetune" / f"{m}.csv").exists()}
-        pretrain_log = read_csv(Path(logs_dir) / "pretrain.csv")
+        logs = {m: read_csv(path, figures.log_columns(m)) for m in models
+                if (path := Path(logs_dir) / "finetune" / f"{m}.csv").exists()}
+        pretrain_log = read_csv(Path(logs_dir) / "pretrain.csv", figures.log_columns(None))
     drawn = figures.report_figures(table, logs, pretrain_log)
     shown = {key: str(Path(figures_dir) / f"{key}.png") for key in drawn}
     if sweep_path is not None:

@@ -126,12 +126,22 @@ TINY = {
     "finetune": {"epochs": 1, "pairs_per_batch": 8, "steps": 1},
     "attack": {"names": ["es"], "steps": 1, "max_queries": 4, "batch_size": 4, "save_images": 0},
     "models": ["pretrained"],
+    "report": {"example_models": ["pretrained"]},
 }
 
 
 def run(command, *args):
     """A stage command in-process, as the CLI runs it (errors become one line and an exit code)."""
     return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def one_line(result, code, *fragments):
+    """The run failed with exit ``code`` and one line ``error: ...`` holding every one of ``fragments``."""
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
 
 
 def write_params(folder, overrides=None, base=TINY):

@@ -16,6 +16,7 @@ import contextlib
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -179,23 +180,51 @@ def rounded(values: Mapping[str, float]) -> dict[str, float]:
     return {key: round(float(value), SCORE_DECIMALS) for key, value in values.items()}
 
 
+def _non_finite(payload: Any, prefix: str = "") -> list[str]:
+    """The dotted keys of every NaN or infinite number in a JSON payload."""
+    if isinstance(payload, Mapping):
+        return [key for name, value in payload.items() for key in _non_finite(value, f"{prefix}{name}.")]
+    if isinstance(payload, (list, tuple)):
+        return [key for i, value in enumerate(payload) for key in _non_finite(value, f"{prefix}{i}.")]
+    return [prefix[:-1]] if isinstance(payload, float) and not math.isfinite(payload) else []
+
+
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> None:
-    """Pretty, key-sorted JSON (stable bytes for identical content)."""
+    """Pretty, key-sorted JSON (stable bytes for identical content).
+
+    Raises:
+        ArtifactError: naming the keys of NaN or infinite numbers, which JSON cannot hold (Python would
+            write a bare ``NaN`` that most readers, and ``read_json``, refuse); nothing is written.
+    """
+    bad = _non_finite(payload)
+    if bad:
+        raise ArtifactError(f"{path}: {', '.join(bad)} are not finite numbers; not written")
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+class _BareConstant(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in a JSON text: Python's extension, which other readers refuse."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _BareConstant(name)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
     """A JSON object written by a stage.
 
     Raises:
-        ArtifactError: the file is missing, unreadable, or not a JSON object.
+        ArtifactError: the file is missing, unreadable, not a JSON object, or holds a bare ``NaN`` or
+            ``Infinity`` (which ``write_json`` never writes).
     """
     path = Path(path)
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(path.read_text(), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing; run the stage that writes it first") from None
+    except _BareConstant as exc:
+        raise ArtifactError(f"{path}: holds {exc}, which is not JSON; rerun the stage that writes it") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(payload, dict):

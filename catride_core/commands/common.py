@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -63,6 +64,21 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+#: prctl(2)'s option that asks the kernel for a signal when the parent process ends
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_dvc() -> None:
+    """Under DVC (which sets ``DVC_STAGE``) on Linux, get SIGTERM when DVC ends, and so stop as if sent it.
+
+    ``kill <pid of dvc repro>`` ends DVC alone: its stage would run on,
+    orphaned, and write outputs that no ``dvc.lock`` records. Outside DVC a
+    command keeps running when its shell ends (``nohup catride ... &``).
+    """
+    if "DVC_STAGE" in os.environ and sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def user_message(exc: CatrideError) -> str:
     """The error's message as the user should read it.
 
@@ -107,14 +123,16 @@ class StageCommand(click.Command):
     check) is the user's to fix: it prints ``error: <message>`` and exits with
     its code (2 for params, 1 otherwise), having written nothing. Ctrl-C and
     SIGTERM stop the stage promptly with one line and exit 130; outputs are
-    written atomically, so nothing half-written stays behind. Any other
-    exception is a bug and keeps its traceback.
+    written atomically, so nothing half-written stays behind; under DVC the
+    stage also stops so when DVC itself is killed. Any other exception is a
+    bug and keeps its traceback.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
         # both signals handled here, whatever the disposition inherited (a background job ignores SIGINT)
         previous = {signum: signal.signal(signum, _raise_interrupted) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
+            _end_with_dvc()
             return super().invoke(ctx)
         except CatrideError as exc:
             report_error(f"error: {user_message(exc)}")

@@ -42,7 +42,7 @@ def curves(params_path: str | None, overrides: tuple[str, ...], sweeps_dir: str,
         path = Path(sweeps_dir) / f"{model}.csv"
         if not path.is_file():
             raise ArtifactError(f"{path}: missing; run the sweep stage of {model} first")
-        sweeps[model] = read_csv(path)
+        sweeps[model] = read_csv(path, robustness_curves.sweep_columns(params.report.sweep_attacks))
         problem = robustness_curves.sweep_problem(sweeps[model])
         if problem:
             raise ArtifactError(f"{path}: {problem}; rerun the sweep stage of {model}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,12 @@ def sweep_problem(table: pd.DataFrame) -> str | None:
         if not np.isfinite(values.to_numpy(dtype=float)).all():
             return f"column {column} holds values that are not finite numbers"
     return None
+
+
+def sweep_columns(attacks: Sequence[str]) -> list[str]:
+    """The columns a model's sweep of ``attacks`` holds (``eps_sweep.wide``'s): without one, a curve would be missing."""
+    scores = [score for attack in attacks for score in ATTACK_SCORES[attack]]
+    return ["eps", "n_queries", *(column for score in scores for column in (score, f"{score}/clean"))]
 
 
 def sweep_points(sweeps: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

@@ -127,12 +127,16 @@ def _without_seed(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def runs_by_seed(runs: Sequence[Run], reference: Mapping[str, Any]) -> dict[int, Run]:
-    """Seed -> run, for the runs whose params equal ``reference`` but for ``base.seed``."""
+    """Seed -> run, for the runs whose params equal ``reference`` but for ``base.seed``.
+
+    Every seed is a whole number: ``experiment_runs`` refuses a run whose seed
+    is not (``int(True)`` would count ``true`` as seed 1).
+    """
     wanted = _without_seed(reference)
     by_seed: dict[int, Run] = {}
     for run in runs:
         if _without_seed(run.params) == wanted:
-            by_seed.setdefault(int(run.params.get("base", {}).get("seed", 0)), run)
+            by_seed.setdefault(run.params.get("base", {}).get("seed", 0), run)
     return dict(sorted(by_seed.items()))
 
 

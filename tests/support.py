@@ -246,7 +246,7 @@ def nan_weights(checkpoint, folder):
 
 def run_report(root):
     """``catride report`` of the saved results under ``root`` (tests/saved_results.py) into ``root/reports``."""
-    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\n")
+    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nreport:\n  example_models: [ca_tride]\n")
     out = root / "reports"
     return run(report, "--params", root / "params.yaml", "--metrics", root / "metrics", "--bootstrap",
                root / "bootstrap", "--table", out / "robustness.csv", "--tradeoff", out / "tradeoff.csv",

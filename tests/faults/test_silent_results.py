@@ -114,7 +114,8 @@ def edit_csv(path, edit):
     ("bootstrap_text", "bootstrap/ca_tride.csv: the columns ['ERS'] hold something other than numbers"),
     ("bootstrap_nan", "bootstrap/ca_tride.csv: column ERS holds values that are not finite"),
     ("adversarial_nan", "robustness/ca_tride.json: holds NaN, which is not JSON"),
-    ("adversarial_null", "robustness/ca_tride.json: gives ERS and ARS, but the adversarial scores ['CA+'] are not"),
+    ("adversarial_null", "robustness/ca_tride.json: 'adversarial.CA+' holds None, not a number"),
+    ("adversarial_missing", "robustness/ca_tride.json: gives ERS and ARS, but the adversarial scores ['CA+'] are not"),
     ("log_column", "finetune/ca_tride.csv: lacks the columns ['collapseness']"),
     ("log_text", "finetune/ca_tride.csv: the columns ['R@1'] hold something other than numbers"),
     ("pretrain_log_column", "logs/pretrain.csv: lacks the columns ['loss']"),
@@ -131,7 +132,10 @@ def test_report_refuses_an_input_it_would_show_wrongly(tmp_path, fault, fragment
         edit_csv(root / "bootstrap" / "ca_tride.csv", lambda t: t.assign(ERS=float("nan")))
     elif fault.startswith("adversarial"):
         metrics = json.loads(robustness.read_text())
-        metrics["adversarial"]["CA+"] = float("nan") if fault == "adversarial_nan" else None
+        if fault == "adversarial_missing":
+            del metrics["adversarial"]["CA+"]
+        else:
+            metrics["adversarial"]["CA+"] = float("nan") if fault == "adversarial_nan" else None
         robustness.write_text(json.dumps(metrics))
     elif fault == "log_column":
         edit_csv(root / "logs" / "finetune" / "ca_tride.csv", lambda t: t.drop(columns="collapseness"))

@@ -12,6 +12,7 @@ import sys
 import click
 
 from catride_core.commands.attack import attack
+from catride_core.commands.check import check
 from catride_core.commands.curves import curves
 from catride_core.commands.evaluate import evaluate
 from catride_core.commands.examples import examples
@@ -26,6 +27,7 @@ from catride_core.commands.sweep import sweep
 
 #: the line each command has in `catride --help` (a docstring's first sentence is longer than a line)
 SUMMARIES = {
+    "check": "validate params.yaml as a whole",
     "prepare": "read and split the dataset of prepare.dataset",
     "pretrain": "benign triplet training of the embedding model",
     "finetune": "fine-tune the pretrained model with one defense",
@@ -64,7 +66,7 @@ def main() -> None:
     """
 
 
-for _command in (prepare, pretrain, finetune, evaluate, attack, robustness, sweep, curves, examples, report, preset, seeds):
+for _command in (check, prepare, pretrain, finetune, evaluate, attack, robustness, sweep, curves, examples, report, preset, seeds):
     main.add_command(_command)
 
 

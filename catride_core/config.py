@@ -9,7 +9,7 @@ naming the file and the key, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from catride_core import names
 from catride_core.errors import ParamsError
@@ -50,8 +51,21 @@ def _no_repeats(values: list[Any]) -> list[Any]:
 Distinct = AfterValidator(_no_repeats)
 
 
+def _not_a_boolean(value: Any) -> Any:
+    # YAML's true/false would otherwise pass as 1/0 for a number (`epochs: true`, `recall_at: [true]`);
+    # a ValueError, which pydantic reports with the key (a TypeError would be a traceback)
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")  # noqa: TRY004
+    return value
+
+
+# a number in a list, where YAML's true/false would otherwise pass as 1/0
+NotBoolean = BeforeValidator(_not_a_boolean)
+
+
 def _pixel_fraction(value: Any) -> Any:
     """Accept ``"77/255"`` as well as plain numbers, so budgets read as in papers."""
+    _not_a_boolean(value)
     if isinstance(value, str):
         try:
             return float(Fraction(value.replace(" ", "")))
@@ -66,6 +80,8 @@ PixelBudget = Annotated[float, BeforeValidator(_pixel_fraction), Field(ge=0.0, l
 
 #: the largest seed: every generator of the project (torch, numpy) takes it
 MAX_SEED = 2**32 - 1
+#: the widest embedding: 16 times the published 512; a typo's billion would fail allocating the last layer
+MAX_EMBEDDING_DIM = 8192
 
 
 class Section(BaseModel):
@@ -76,11 +92,8 @@ class Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        # YAML's true/false would otherwise pass as 1/0 for a number (`epochs: true`)
         annotation = cls.model_fields[info.field_name].annotation
-        if isinstance(value, bool) and annotation is not bool and bool not in get_args(annotation):
-            raise ValueError("must be a number, not true/false")
-        return value
+        return value if annotation is bool or bool in get_args(annotation) else _not_a_boolean(value)
 
 
 class BaseParams(Section):
@@ -141,7 +154,7 @@ class PretrainParams(Section):
     """Benign triplet training (docs/method.md section 3)."""
 
     arch: ArchName = "c2f2"
-    embedding_dim: int = Field(512, ge=1)
+    embedding_dim: int = Field(512, ge=1, le=MAX_EMBEDDING_DIM)
     weights: str | None = Field(None, description="local ImageNet weights file for resnets; null = random init")
     epochs: int = Field(8, ge=1)
     pairs_per_batch: int = Field(128, ge=2)
@@ -155,7 +168,7 @@ class PretrainParams(Section):
 class EvaluateParams(Section):
     """Benign retrieval metrics (docs/method.md section 6)."""
 
-    recall_at: Annotated[list[Annotated[int, Field(ge=1)]], Distinct] = Field(
+    recall_at: Annotated[list[Annotated[int, NotBoolean, Field(ge=1)]], Distinct] = Field(
         default_factory=lambda: [1, 2, 4, 8], min_length=1
     )
     block_size: int = Field(1024, ge=1, description="queries ranked at once; bounds memory on big galleries")
@@ -250,7 +263,9 @@ class FinetuneParams(Section):
     margin: float = Field(0.2, gt=0.0)
     eps: PixelBudget = 77 / 255
     step_size: PixelBudget = 3 / 255
-    steps: int = Field(16, ge=0, description="inner PGD iterations per batch")
+    steps: int = Field(
+        16, ge=1, description="inner PGD iterations per batch (without any, a defense would train on clean images only)"
+    )
     pretrained: PretrainedParams = PretrainedParams()
     none: BenignParams = BenignParams()
     est: ESTParams = ESTParams()
@@ -295,6 +310,22 @@ class Params(Section):
     report: ReportParams = ReportParams()
     models: Annotated[list[ModelName], Distinct] = Field(default_factory=lambda: list(names.MODELS), min_length=1)
 
+    @model_validator(mode="after")
+    def _examples_of_compared_models(self) -> Params:
+        # the examples stage reads models/<name>.pt, which no stage rewrites for a name outside `models`
+        stale = [name for name in self.report.example_models if name not in self.models]
+        if stale:
+            raise _key_error(("report", "example_models"), f"{stale} not in models: no stage writes their "
+                             "checkpoints (an old one would be shown); list models of `models`",
+                             self.report.example_models)
+        return self
+
+
+def _key_error(loc: tuple[str, ...], message: str, given: Any) -> ValidationError:
+    """The error of one key found by a check across sections (raised as is, pydantic would name no key)."""
+    detail = InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=given)
+    return ValidationError.from_exception_data(Params.__name__, [detail])
+
 
 def _describe(error: dict[str, Any]) -> str:
     """One readable phrase for a pydantic error, always ending with what was given."""
@@ -319,10 +350,7 @@ def parse_params(data: Any, source: str = "params.yaml", overrides: Sequence[str
     An error in a key that one of ``overrides`` (``--set`` arguments, already
     laid over ``data``) set names that override instead of the file.
     """
-    if data is None:
-        raise ParamsError(f"{source}: empty; a params file names at least the sections it changes")
-    if not isinstance(data, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    check_sections(data, source)
     try:
         return Params.model_validate(data)
     except ValidationError as exc:
@@ -333,6 +361,19 @@ def parse_params(data: Any, source: str = "params.yaml", overrides: Sequence[str
                    or key.startswith(name + ".")]
         where = f"--set {setting[-1]}" if setting else source
         raise ParamsError(f"{where}: {key}: {_describe(first)}") from None
+
+
+def check_sections(data: Any, source: str) -> None:
+    """A params file (or preset) is a mapping of sections: an empty file or a YAML list or text is named.
+
+    Raises:
+        ParamsError: naming ``source`` and what it holds instead.
+    """
+    if data is None:
+        raise ParamsError(f"{source}: empty; a params file names at least the sections it changes")
+    if not isinstance(data, dict):
+        kind = "list" if isinstance(data, list) else type(data).__name__
+        raise ParamsError(f"{source}: expected a mapping of sections, got a {kind}")
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -350,7 +391,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not equals or not all(part.strip() for part in parts):
         raise ParamsError(f"--set {text}: expected section.key=value, e.g. attack.eps=8/255")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = yaml.load(value, _UniqueKeyLoader) if value.strip() else None
     except yaml.YAMLError:
         raise ParamsError(f"--set {text}: the value is not valid YAML") from None
     nested: Any = parsed
@@ -389,11 +430,35 @@ def read_params_mapping(path: str | Path) -> Any:
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read params file ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, _UniqueKeyLoader)
+    except _RepeatedKey as exc:
+        raise ParamsError(f"{path}: line {exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         raise ParamsError(f"{path}: not valid YAML{line}") from None
+
+
+class _RepeatedKey(yaml.constructor.ConstructorError):
+    """A key written twice in one mapping."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a repeated key: PyYAML would keep the last value, DVC refuses the file."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` lays a mapping under this one's keys: those may repeat it
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # the base class says so
+            if key in seen:
+                raise _RepeatedKey(problem=f"{key!r} repeated (a key may appear once in a mapping)",
+                                   problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -444,17 +509,19 @@ def read_params_document(path: str | Path) -> Any:
     """A YAML file as a mapping that writes back with its comments (ruamel round trip), for presets.
 
     Raises:
-        ParamsError: the file cannot be read or is not valid YAML.
+        ParamsError: the file cannot be read, is not valid YAML, or is not a mapping of sections.
     """
     from ruamel.yaml import YAML, YAMLError
 
     path = Path(path)
     try:
-        return YAML().load(path.read_text())
+        data = YAML().load(path.read_text())
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
     except YAMLError:
         raise ParamsError(f"{path}: not valid YAML") from None
+    check_sections(data, str(path))
+    return data
 
 
 def dump_params_document(data: Any) -> str:

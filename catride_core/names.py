@@ -18,6 +18,8 @@ MINERS: tuple[str, ...] = ("random", "semihard", "gradual_semihard")
 
 #: adversarial fine-tuning defenses; ``none`` is benign fine-tuning (the undefended baseline)
 DEFENSES: tuple[str, ...] = ("none", "est", "act", "hm", "tride", "ca_tride")
+#: the defenses that train on adversarial examples, made by an inner PGD at every step
+ADVERSARIAL_DEFENSES: tuple[str, ...] = DEFENSES[1:]
 #: the benign model as pretrained, before any fine-tuning; every other model is a defense
 PRETRAINED = "pretrained"
 #: every name a compared model can have

@@ -4,6 +4,7 @@ pipeline's stages as DVC expands them, and which params keys a piece of code rea
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import re
 import shutil
@@ -13,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel
 
 from catride_core import config
+from catride_core.commands.report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -123,12 +126,22 @@ TINY = {
     "finetune": {"epochs": 1, "pairs_per_batch": 8, "steps": 1},
     "attack": {"names": ["es"], "steps": 1, "max_queries": 4, "batch_size": 4, "save_images": 0},
     "models": ["pretrained"],
+    "report": {"example_models": ["pretrained"]},
 }
 
 
 def run(command, *args):
     """A stage command in-process, as the CLI runs it (errors become one line and an exit code)."""
     return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def one_line(result, code, *fragments):
+    """The run failed with exit ``code`` and one line ``error: ...`` holding every one of ``fragments``."""
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
 
 
 def write_params(folder, overrides=None, base=TINY):
@@ -142,6 +155,11 @@ def write_params(folder, overrides=None, base=TINY):
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def md5s(*paths):
+    """Each file's md5, the hash DVC tracks it by: equal results must be equal files, not only equal values."""
+    return [hashlib.md5(Path(path).read_bytes()).hexdigest() for path in paths]
 
 
 # --- a real dvc in a copy of the project -----------------------------------------------------------
@@ -201,3 +219,36 @@ class Planted:
 
     def __reduce__(self):
         return (open, (str(self.marker), "w"))
+
+
+# --- what the fault-injection tests check and plant ------------------------------------------------
+
+def one_line(result, code, *fragments):
+    """The command failed with ``code`` and printed one ``error:`` line holding every fragment (no traceback)."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def nan_weights(checkpoint, folder):
+    """A copy of ``checkpoint`` whose first weight starts with a NaN, as a diverged run leaves it; its path and
+    the tensor's name."""
+    payload = torch.load(checkpoint, weights_only=True)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name].view(-1)[0] = float("nan")
+    path = folder / "diverged.pt"
+    torch.save(payload, path)
+    return path, name
+
+
+def run_report(root):
+    """``catride report`` of the saved results under ``root`` (tests/saved_results.py) into ``root/reports``."""
+    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nreport:\n  example_models: [ca_tride]\n")
+    out = root / "reports"
+    return run(report, "--params", root / "params.yaml", "--metrics", root / "metrics", "--bootstrap",
+               root / "bootstrap", "--table", out / "robustness.csv", "--tradeoff", out / "tradeoff.csv",
+               "--markdown", out / "index.md", "--html", out / "index.html", "--figures", out / "figures",
+               "--commit", "abc123")

@@ -89,7 +89,8 @@ def test_decode_cache_is_for_image_file_datasets(dataset):
 # --- `--set section.key=value` overrides ---------------------------------------------------------
 
 def test_overrides_lay_over_the_file_in_order(tmp_path):
-    path = write(tmp_path, {"attack": {"eps": "77/255", "steps": 10}, "models": ["pretrained", "none"]})
+    path = write(tmp_path, {"attack": {"eps": "77/255", "steps": 10}, "models": ["pretrained", "none"],
+                            "report": {"example_models": ["none"]}})
     params = load_params(path, ["attack.eps=8/255", "attack.names=[es, ca_plus]", "attack.max_queries=null",
                                 "models=[none]", "attack.steps=3", "attack.steps=4"])
     assert params.attack.eps == 8 / 255  # the fraction, exactly, as written in params.yaml

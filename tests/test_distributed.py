@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from support import ROOT, run, write_params
+from support import ROOT, md5s, run, write_params
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from catride_core.artifacts.checkpoints import read_checkpoint
 from catride_core.commands.common import check_shareable
+from catride_core.commands.evaluate import evaluate
 from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
 from catride_core.defenses.tride import anp_loss, cap_loss
@@ -218,7 +219,7 @@ def test_ca_tride_on_two_processes_trains_the_objective_of_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_stopped_mid_epoch_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
+def test_two_processes_stopped_mid_epoch_resume_to_the_files_of_an_uninterrupted_run(tmp_path):
     # 100 train anchors in batches of 8 pairs: 13 steps an epoch; rank 0 saves a state every 2 steps
     params = write_params(tmp_path, {"finetune": {"epochs": 2, "pairs_per_batch": 8, "steps": 1},
                                      "base": {"checkpoint_every": 2}})
@@ -250,7 +251,12 @@ def test_two_processes_stopped_mid_epoch_resume_to_the_weights_of_an_uninterrupt
     assert not (tmp_path / "stopped.pt").exists() and (tmp_path / "stopped.state").exists()
     launch(*args("stopped"), processes=2)
     # both processes loaded rank 0's state: the resumed run ends where the uninterrupted one does, bit for bit
-    assert (tmp_path / "stopped.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     whole, resumed = (read_checkpoint(tmp_path / f"{name}.pt")["state_dict"] for name in ("whole", "stopped"))
     assert all(torch.equal(whole[key], resumed[key]) for key in whole)
     assert not (tmp_path / "stopped.state").exists()
+    # and in the same files (md5), the checkpoint included, as DVC tracks them
+    for name in ("whole", "stopped"):
+        assert run(evaluate, "--params", params, "--data", data, "--checkpoint", tmp_path / f"{name}.pt",
+                   "--metrics", tmp_path / f"{name}.json").exit_code == 0
+    assert md5s(*(tmp_path / f"stopped.{ext}" for ext in ("pt", "csv", "json"))) == \
+        md5s(*(tmp_path / f"whole.{ext}" for ext in ("pt", "csv", "json")))

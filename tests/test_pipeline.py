@@ -80,29 +80,30 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     assert changed_stages(work) == {"report", "prepare"}
     assert ran_stages(work) == {"report", "prepare"}  # prepare's output is unchanged, so nothing after it reruns
 
-    # a CA-TRIDE setting reruns the CA-TRIDE branch and the report, nothing else
+    # a CA-TRIDE setting reruns the CA-TRIDE branch and the report, nothing else (but `check`, after any change
+    # of params.yaml)
     params["finetune"]["ca_tride"]["inverse_temperature"] = 5.0
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    assert ran_stages(work) == {"finetune@ca_tride", "evaluate@ca_tride", "attack@ca_tride",
+    assert ran_stages(work) == {"check", "finetune@ca_tride", "evaluate@ca_tride", "attack@ca_tride",
                                 "robustness@ca_tride", "report", "sweep@ca_tride", "curves", "examples@ca_tride"}
 
     # an interval setting reruns every model's robustness scores and the report, no attack
     params["robustness"]["confidence"] = 0.9
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    assert ran_stages(work) == {"robustness@pretrained", "robustness@ca_tride", "report"}
+    assert ran_stages(work) == {"check", "robustness@pretrained", "robustness@ca_tride", "report"}
 
     # a pretrain setting reruns everything but prepare
     params["pretrain"]["margin"] = 0.3
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     models = params["models"]
-    assert ran_stages(work) == {"pretrain", "report", "curves", "examples@ca_tride",
+    assert ran_stages(work) == {"check", "pretrain", "report", "curves", "examples@ca_tride",
                                 *(f"{kind}@{m}" for m in models
                                   for kind in ("finetune", "evaluate", "attack", "robustness", "sweep"))}
 
     # a sweep setting reruns the sweeps, their curves and the report that shows them, nothing else
     params["report"]["sweep_queries"] = 3
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    assert ran_stages(work) == {"curves", "report", *(f"sweep@{m}" for m in models)}
+    assert ran_stages(work) == {"check", "curves", "report", *(f"sweep@{m}" for m in models)}
     assert set(pd.read_csv(work / "reports" / "sweep.csv")["n_queries"]) == {3}
     plots = json.loads(dvc(work, "plots", "show", "--json").stdout)["data"]
     for plot in ("sweep_robust_r1", "sweep_ca_plus"):  # drawn from the two models' files (the others are absent)

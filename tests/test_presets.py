@@ -54,10 +54,11 @@ def project_copy(tmp_path):
 
 def test_preset_command_applies_keeps_comments_and_sets_root(tmp_path):
     params_file = project_copy(tmp_path)
-    result = CliRunner().invoke(preset, ["--params", str(params_file), "cub", "--root", "/data/CUB"])
+    (tmp_path / "CUB").mkdir()
+    result = CliRunner().invoke(preset, ["--params", str(params_file), "cub", "--root", str(tmp_path / "CUB")])
     assert result.exit_code == 0, result.output
     params = load_params(params_file)
-    assert params.prepare.dataset == "cub" and params.prepare.root == "/data/CUB"
+    assert params.prepare.dataset == "cub" and params.prepare.root == str(tmp_path / "CUB")
     assert params.finetune.ca_tride.inverse_temperature == 10.0 and params.pretrain.arch == "resnet18"
     assert params.base.seed == 0  # keys the preset does not name keep their value
     assert "# every random choice" in params_file.read_text()

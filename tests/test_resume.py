@@ -1,4 +1,4 @@
-"""Resumable training: a finetune killed mid-epoch (SIGKILL) and rerun ends byte-identical to an uninterrupted
+"""Resumable training: a finetune killed mid-epoch (SIGKILL) and rerun ends in the files (md5) of an uninterrupted
 one; a state of other params is refused; the bf16 path runs on CPU."""
 
 import signal
@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from support import ROOT, run, write_params
+from support import ROOT, md5s, run, write_params
 
 from catride_core.artifacts.checkpoints import read_checkpoint
 from catride_core.commands.evaluate import evaluate
@@ -73,11 +73,13 @@ def test_a_finetune_killed_mid_epoch_resumes_to_byte_identical_results(started):
 
     whole, killed = read_checkpoint(root / "whole.pt"), read_checkpoint(root / "killed.pt")
     assert all(torch.equal(whole["state_dict"][k], killed["state_dict"][k]) for k in whole["state_dict"])
-    assert (root / "whole.csv").read_bytes() == (root / "killed.csv").read_bytes()
     for name in ("whole", "killed"):
         assert run(evaluate, "--params", params, "--data", root / "prepared", "--checkpoint", root / f"{name}.pt",
                    "--metrics", root / f"{name}.json").exit_code == 0
-    assert (root / "whole.json").read_bytes() == (root / "killed.json").read_bytes()
+    # the same files, not only the same values: DVC would record the resumed run's checkpoint as another one
+    # (its optimiser's strings, unpickled from the state, were pickled otherwise; fixed by files.save_torch)
+    assert md5s(*(root / f"killed.{ext}" for ext in ("pt", "csv", "json"))) == \
+        md5s(*(root / f"whole.{ext}" for ext in ("pt", "csv", "json")))
 
 
 @pytest.mark.slow

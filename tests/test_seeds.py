@@ -20,7 +20,8 @@ from catride_core.report.seeds import (
     unfinished_experiments,
 )
 
-PARAMS = {"base": {"seed": 0}, "models": ["pretrained", "ca_tride"], "finetune": {"epochs": 3}}
+PARAMS = {"base": {"seed": 0}, "models": ["pretrained", "ca_tride"], "finetune": {"epochs": 3},
+          "report": {"example_models": ["ca_tride"]}}
 
 
 def revision(name, seed, r1, ers, *, epochs=3, error=False):

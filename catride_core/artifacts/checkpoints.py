@@ -2,23 +2,29 @@
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts, and are read
 with ``torch.load(..., weights_only=True)``: loading a file never runs code
-from it.
+from it. They are written by ``files.save_torch``: the same content gives the
+same bytes, whether the run was resumed or not (DVC tracks them by hash).
 """
 
 from __future__ import annotations
 
 import pickle
+import pickletools
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from catride_core.artifacts.files import atomic_path
+from catride_core.artifacts.files import save_torch
 from catride_core.errors import ArtifactError
 from catride_core.models import Embedder, build_model, input_mismatch
 
 FORMAT_VERSION = 1
+#: every opcode of Python's pickle format
+_PICKLE_OPCODES = frozenset(ord(opcode.code) for opcode in pickletools.opcodes)
 
 
 def save_checkpoint(
@@ -32,7 +38,7 @@ def save_checkpoint(
     payload = {
         "format_version": FORMAT_VERSION,
         "model": {"arch": model.arch, "embedding_dim": model.embedding_dim},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": model.state_dict(),
         "params": dict(params),
         "state": dict(state),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -43,8 +49,7 @@ def save_checkpoint(
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         },
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(path, payload)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -58,11 +63,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"{path}: no such checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # a file pickle.dump wrote draws a warning before it is refused: the refusal says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means it cannot be used
-        # torch's weights-only unpickler names what it refused ("Unsupported global: GLOBAL builtins.open")
-        refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
-        if isinstance(exc, pickle.UnpicklingError) and refused:
+        # torch's weights-only unpickler names what it refused: an object's class ("Unsupported global: GLOBAL
+        # builtins.open") or, in a file pickle.dump wrote rather than torch.save, a pickle opcode it never runs
+        # (a byte that is no pickle opcode at all is damage, not a refusal)
+        refused = re.search(r"Unsupported (?:global: GLOBAL \S+|operand (\d+))", str(exc))
+        if isinstance(exc, pickle.UnpicklingError) and refused and (
+                refused[1] is None or int(refused[1]) in _PICKLE_OPCODES):
             raise ArtifactError(f"{path}: refused: holds more than tensors and plain data ({refused[0]})") from None
         raise ArtifactError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "model" not in payload:
@@ -87,7 +98,7 @@ def load_checkpoint(
 
     Raises:
         ArtifactError: as ``read_checkpoint``, weights that do not fit the model
-            its header names, or a model that cannot take the prepared images.
+            its header names or that hold NaN or inf, or a model that cannot take the prepared images.
     """
     payload = read_checkpoint(path)
     header = payload["model"]
@@ -97,9 +108,30 @@ def load_checkpoint(
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         problem = str(exc).strip().splitlines()[0]
         raise ArtifactError(f"{path}: weights do not fit the model its header names {header}: {problem}") from None
+    diverged = [name for name, value in model.state_dict().items()
+                if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if diverged:
+        raise ArtifactError(f"{path}: the weights hold NaN or inf ({', '.join(diverged[:3])}): the run that wrote "
+                            "them diverged; retrain it with a lower learning rate or step size")
     if data_meta is not None:
         mismatch = input_mismatch(model, data_meta["image_size"], data_meta["channels"])
         if mismatch:
             raise ArtifactError(f"{path}: {mismatch}")
     return model.to(device).eval(), payload
+
+
+def check_start(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Fine-tuning starts from what pretrain wrote: a checkpoint recording its params and its training state.
+
+    ``finetune`` reads ``params.pretrain.num_workers`` from it and carries its
+    params and state into the fine-tuned checkpoint.
+
+    Raises:
+        ArtifactError: naming the file, when either is missing or not a mapping.
+    """
+    params, state = payload.get("params"), payload.get("state")
+    pretrain = params.get("pretrain") if isinstance(params, dict) else None
+    if not isinstance(pretrain, dict) or not isinstance(pretrain.get("num_workers"), int) or not isinstance(state, dict):
+        raise ArtifactError(f"{path}: not a checkpoint written by pretrain (its params.pretrain or its training "
+                            "state is missing); start from models/start.pt")
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from catride_core.artifacts.files import atomic_path, file_digest, read_json
+from catride_core.artifacts.files import file_digest, output_folder, read_json
 from catride_core.data.images import resize_size
 from catride_core.data.prepared import PreparedData
 from catride_core.errors import ArtifactError
@@ -29,6 +29,8 @@ FORMAT_VERSION = 1
 MANIFEST_COLUMNS = ("index", "label", "split")
 #: the decode cache's file in the prepared folder
 DECODED_FILE = "decoded.npy"
+#: every file ``prepare`` may write in its folder, the only ones it replaces or removes there
+PREPARED_FILES = frozenset(("manifest.csv", "images.npy", DECODED_FILE, "meta.json"))
 
 
 def save_prepared(
@@ -74,7 +76,7 @@ def save_prepared(
         decoded_shape = (len(source.labels), source.channels, side, side)
         _check_space(Path(out_dir), int(np.prod(decoded_shape)))
         meta["decoded_size"] = side  # only here: a prepared folder without the cache stays as it was
-    with atomic_path(out_dir, directory=True) as tmp:
+    with output_folder(out_dir, PREPARED_FILES) as tmp:
         manifest.to_csv(tmp / "manifest.csv", index=False)
         if source.images is not None:
             np.save(tmp / "images.npy", source.images)

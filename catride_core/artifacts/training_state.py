@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from catride_core.artifacts.files import atomic_path
+from catride_core.artifacts.files import save_torch
 from catride_core.errors import ArtifactError
 from catride_core.progress import Progress
 
@@ -39,8 +39,8 @@ class TrainingState:
         """Restore a saved run into ``model``, ``optimizer`` and ``defense``; None when there is none to resume.
 
         Raises:
-            ArtifactError: the file is unreadable, or was written for another identity (the message names
-                the file and the first keys that differ).
+            ArtifactError: the file is unreadable, was written for another identity (the message names
+                the file and the first keys that differ), or lacks or garbles a part it must hold.
         """
         if not self.path.is_file():
             return None
@@ -54,23 +54,32 @@ class TrainingState:
             differing = ", ".join(_differences(identity, self.identity)[:3])
             raise ArtifactError(f"{self.path}: a training state of other params or inputs (differs in {differing}); "
                                 "delete it to start over, or restore what changed to resume it")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        if defense is not None:
-            defense.load_state_dict(payload["defense"])
-        return Progress.from_dict(payload["progress"])
+        try:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            if defense is not None:
+                defense.load_state_dict(payload["defense"])
+            return Progress.from_dict(payload["progress"])
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            # a state this code wrote holds every part: one missing or of another shape was damaged or edited
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"{self.path}: a damaged training state ({type(exc).__name__}: {problem}); "
+                                "delete it to start the run over") from None
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, defense: Any | None, progress: Progress) -> None:
-        """Write the state atomically (a kill during the write leaves the previous one)."""
+        """Write the state atomically (a kill or a full disk during the write leaves the previous one).
+
+        Raises:
+            ArtifactError: the state cannot be written (a full disk); training stops there, named.
+        """
         payload = {
             "identity": self.identity,
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "defense": defense.state_dict() if defense is not None else {},
             "progress": progress.as_dict(),
         }
-        with atomic_path(self.path) as tmp:
-            torch.save(payload, tmp)
+        save_torch(self.path, payload)
 
     def remove(self) -> None:
         """The run completed: its state is no longer needed."""

@@ -25,6 +25,7 @@ from catride_core.attacks.prank import (
 from catride_core.attacks.targets import (
     nearest_neighbor_targets,
     random_targets,
+    top_fraction_size,
     top_fraction_targets,
 )
 from catride_core.distances import paired_distances, pairwise_distances
@@ -64,6 +65,11 @@ class CandidateAttack(RankingAttack):
     @property
     def name(self) -> str:  # type: ignore[override]
         return "ca_plus" if self.raise_rank else "ca_minus"
+
+    @property
+    def target_count(self) -> int:
+        """W: the distinct targets drawn for each attacked item."""
+        return self.queries_per_candidate
 
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return _plus_or_minus_targets(self.raise_rank, gallery, queries, self.queries_per_candidate, generator)
@@ -135,6 +141,11 @@ class QueryAttack(RankingAttack):
     def name(self) -> str:  # type: ignore[override]
         return "qa_plus" if self.raise_rank else "qa_minus"
 
+    @property
+    def target_count(self) -> int:
+        """M: the distinct targets drawn for each attacked item."""
+        return self.candidates_per_query
+
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return _plus_or_minus_targets(self.raise_rank, gallery, queries, self.candidates_per_query, generator)
 
@@ -180,6 +191,12 @@ class GreedyTopTranslocation(RankingAttack):
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
         n_ahead, _ = query_ranks(gallery, queries, targets, embeddings)
         return {"GTT": 100.0 * (n_ahead[:, 0] < GTT_RETAIN_AT).double()}
+
+
+def target_pool(raise_rank: bool, n_gallery: int) -> int:
+    """How many distinct targets a + attack (any item but the attacked one) or a - attack (the attacked item's
+    top-1%) can draw for each attacked item of a gallery of ``n_gallery``: the most W or M can be."""
+    return n_gallery - 1 if raise_rank else top_fraction_size(n_gallery)
 
 
 def _plus_or_minus_targets(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
+import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +64,21 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+#: prctl(2)'s option that asks the kernel for a signal when the parent process ends
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_dvc() -> None:
+    """Under DVC (which sets ``DVC_STAGE``) on Linux, get SIGTERM when DVC ends, and so stop as if sent it.
+
+    ``kill <pid of dvc repro>`` ends DVC alone: its stage would run on,
+    orphaned, and write outputs that no ``dvc.lock`` records. Outside DVC a
+    command keeps running when its shell ends (``nohup catride ... &``).
+    """
+    if "DVC_STAGE" in os.environ and sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def user_message(exc: CatrideError) -> str:
     """The error's message as the user should read it.
 
@@ -75,6 +95,27 @@ def user_message(exc: CatrideError) -> str:
     return text.strip()
 
 
+def report_error(line: str) -> None:
+    """Print the error line; under torchrun, once (by rank 0) and as each failed process's cause in its report.
+
+    torchrun ends a failed run with a report of about 40 lines, whose
+    "traceback" entry of each failed process says only "To enable traceback
+    see ..." unless the process wrote the error file torchrun names in
+    ``TORCHELASTIC_ERROR_FILE``: the line is written there, so that the
+    report's last entry, the root cause, reads it. A process other than rank 0
+    prints nothing (every process meets the same bad input; N copies of the
+    line above the report hid nothing but added noise).
+    """
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        with contextlib.suppress(OSError):  # the report then says less; the line is still printed below
+            # torch's record() layout, the line standing for the traceback it shows
+            extra = {"py_callstack": line, "timestamp": str(int(time.time()))}
+            Path(error_file).write_text(json.dumps({"message": {"message": line, "extraInfo": extra}}))
+    if not error_file or os.environ.get("RANK", "0") == "0":
+        click.echo(line, err=True)
+
+
 class StageCommand(click.Command):
     """A click command that reports the project's own errors as one line on stderr.
 
@@ -82,17 +123,19 @@ class StageCommand(click.Command):
     check) is the user's to fix: it prints ``error: <message>`` and exits with
     its code (2 for params, 1 otherwise), having written nothing. Ctrl-C and
     SIGTERM stop the stage promptly with one line and exit 130; outputs are
-    written atomically, so nothing half-written stays behind. Any other
-    exception is a bug and keeps its traceback.
+    written atomically, so nothing half-written stays behind; under DVC the
+    stage also stops so when DVC itself is killed. Any other exception is a
+    bug and keeps its traceback.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
         # both signals handled here, whatever the disposition inherited (a background job ignores SIGINT)
         previous = {signum: signal.signal(signum, _raise_interrupted) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
+            _end_with_dvc()
             return super().invoke(ctx)
         except CatrideError as exc:
-            click.echo(f"error: {user_message(exc)}", err=True)
+            report_error(f"error: {user_message(exc)}")
             ctx.exit(exc.exit_code)
         except Interrupted as exc:
             click.echo(f"interrupted by {exc}: stopped, no output written", err=True)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import pandas as pd
 
-from catride_core.artifacts.files import ensure_writable, save_figure, write_csv
+from catride_core.artifacts.files import (
+    ensure_writable,
+    read_csv,
+    save_figure,
+    write_csv,
+)
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
     SET_OPTION,
@@ -38,7 +42,10 @@ def curves(params_path: str | None, overrides: tuple[str, ...], sweeps_dir: str,
         path = Path(sweeps_dir) / f"{model}.csv"
         if not path.is_file():
             raise ArtifactError(f"{path}: missing; run the sweep stage of {model} first")
-        sweeps[model] = pd.read_csv(path)
+        sweeps[model] = read_csv(path, robustness_curves.sweep_columns(params.report.sweep_attacks))
+        problem = robustness_curves.sweep_problem(sweeps[model])
+        if problem:
+            raise ArtifactError(f"{path}: {problem}; rerun the sweep stage of {model}")
     points = robustness_curves.sweep_points(sweeps)
     write_csv(table_path, points, float_format=None)  # every digit: eps is 8/255 exactly
     save_figure(figure_path, robustness_curves.sweep_figure(points, params.attack.eps))

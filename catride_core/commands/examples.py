@@ -17,7 +17,7 @@ from catride_core.attacks.examples import (
     attacked_examples,
     gather_images,
 )
-from catride_core.commands.attack import attack_budget
+from catride_core.commands.attack import attack_budget, check_target_counts
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
     DATA_OPTION,
@@ -53,8 +53,10 @@ def examples(params_path: str | None, overrides: tuple[str, ...], data_dir: str,
     data = load_prepared(data_dir)
     model, _ = load_checkpoint(checkpoint, device, data.meta)
     test_set = build_dataset(data, "test", train=False)
-    found = attacked_examples(model, test_set, torch.as_tensor(test_set.labels), attack_budget(params.attack),
-                              params.base.seed, cfg.example_queries, cfg.example_top_k)
+    budget = attack_budget(params.attack)
+    check_target_counts(params_path, (QUERY_ATTACK, CANDIDATE_ATTACK), budget, len(test_set))
+    found = attacked_examples(model, test_set, torch.as_tensor(test_set.labels), budget, params.base.seed,
+                              cfg.example_queries, cfg.example_top_k)
     name, budget = Path(checkpoint).stem, f"eps {eps_label(params.attack.eps)}, {params.attack.steps} steps"
     queries, lists = found.queries, found.query_rankings
     save_figure(ranking_path, example_figures.query_grid(

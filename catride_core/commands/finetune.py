@@ -8,7 +8,11 @@ import pandas as pd
 import torch
 
 from catride_core import names
-from catride_core.artifacts.checkpoints import load_checkpoint, save_checkpoint
+from catride_core.artifacts.checkpoints import (
+    check_start,
+    load_checkpoint,
+    save_checkpoint,
+)
 from catride_core.artifacts.files import (
     ensure_writable,
     file_digest,
@@ -56,12 +60,13 @@ def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, 
     Under ``torchrun --nproc_per_node N`` N processes fine-tune it data-parallel (README "Several processes").
     """
     params, device = start(params_path)
-    ensure_writable(checkpoint, log_path)
+    ensure_writable(checkpoint, log_path, state_file(state_path, checkpoint))
     cfg, evaluation = params.finetune, params.evaluate
     data = load_prepared(data_dir)
     with distributed(device) as world:
         check_shareable(params_path, "finetune.pairs_per_batch", cfg.pairs_per_batch, world.size)
         model, begin = load_checkpoint(start_path, device, data.meta)
+        check_start(start_path, begin)
         train_set, test_set = build_dataset(data, "train", train=True), build_dataset(data, "test", train=False)
         num_workers = begin["params"]["pretrain"]["num_workers"]
 

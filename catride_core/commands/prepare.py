@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from catride_core.artifacts.files import ensure_writable
-from catride_core.artifacts.prepared import save_prepared
+from catride_core.artifacts.files import ensure_folder_writable
+from catride_core.artifacts.prepared import PREPARED_FILES, save_prepared
 from catride_core.commands.common import PARAMS_OPTION, PROGRESS_OPTION, stage
 from catride_core.config import dataset_root, load_params
 from catride_core.data.images import decode_images
@@ -23,7 +23,7 @@ from catride_core.errors import ParamsError
 def prepare(params_path: str, out_dir: str, workers: int | None, progress: bool) -> None:
     """Read the dataset named by prepare.dataset, split it, write a compact prepared copy."""
     params = load_params(params_path)
-    ensure_writable(out_dir)
+    ensure_folder_writable(out_dir, PREPARED_FILES)
     cfg = params.prepare
     root = dataset_root(cfg.root, params_path)
     source = limit_per_class(read_source(cfg.dataset, root), cfg.max_per_class, params.base.seed)

@@ -17,6 +17,18 @@ from catride_core.config import (
 )
 
 
+def dataset_folder(root: str) -> Path:
+    """``--root`` as an absolute folder, ``~`` expanded; it must exist (``''`` would be the current folder)."""
+    if not root.strip():
+        raise ParamsError(f"--root {root!r}: empty; give the folder of your copy of the dataset")
+    folder = Path(root).expanduser()
+    if not folder.exists():
+        raise ParamsError(f"--root {root}: no such folder")
+    if not folder.is_dir():
+        raise ParamsError(f"--root {root}: not a folder")
+    return folder.resolve()
+
+
 @stage
 @PARAMS_OPTION
 @click.argument("preset")
@@ -32,7 +44,7 @@ def preset(params_path: str, preset: str, root: str | None) -> None:
         raise ParamsError(f"{preset}: no such preset file or name; presets in {folder}: {available}")
     overrides = read_params_document(preset_path)
     if root is not None:
-        overrides.setdefault("prepare", {})["root"] = str(Path(root).expanduser().resolve())
+        overrides.setdefault("prepare", {})["root"] = str(dataset_folder(root))
     parse_params(overrides, source=str(preset_path))
     merged = merge_overrides(read_params_document(params_path), overrides)
     parse_params(merged, source=f"{params_path} with {preset_path.name}")

@@ -47,7 +47,7 @@ def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, st
     Under ``torchrun --nproc_per_node N`` N processes train it data-parallel (README "Several processes").
     """
     params, device = start(params_path)
-    ensure_writable(checkpoint, log_path)
+    ensure_writable(checkpoint, log_path, state_file(state_path, checkpoint))
     cfg, evaluation = params.pretrain, params.evaluate
     data = load_prepared(data_dir)
     train_set, test_set = build_dataset(data, "train", train=True), build_dataset(data, "test", train=False)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+import numpy as np
+import pandas as pd
 
 from catride_core.artifacts.files import (
+    ensure_folder_writable,
     ensure_writable,
     read_csv,
     read_json,
@@ -26,6 +31,7 @@ from catride_core.commands.common import (
 from catride_core.errors import ArtifactError
 from catride_core.report import content, figures
 from catride_core.report.document import to_html, to_markdown
+from catride_core.retrieval.robustness import summary_problem
 
 #: an optional input: a folder, or (``_FILE_IN``) one file
 _DIR_IN = {"type": click.Path(file_okay=False), "default": None}
@@ -41,6 +47,48 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (no git commit here)"
     return head.stdout.strip() + (" (with uncommitted changes)" if status.stdout.strip() else "")
+
+
+def read_metrics(path: Path, *problems: Callable[[dict[str, Any]], str | None]) -> dict[str, Any]:
+    """A metrics JSON, checked by each of ``problems`` (``content.benign_problem``, ``content.robustness_problem``,
+    ``summary_problem``).
+
+    Raises:
+        ArtifactError: naming the file and the first thing wrong with it.
+    """
+    metrics = read_json(path)
+    found = next(filter(None, (problem(metrics) for problem in problems)), None)
+    if found:
+        raise ArtifactError(f"{path}: {found}")
+    return metrics
+
+
+def read_resamples(folder: Path, table: pd.DataFrame, said_by: dict[str, Path],
+                   robust: dict[str, dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Every model's bootstrap resamples of the compared scores, one row per resample.
+
+    Each file holds as many rows as its metrics (``said_by``) record, and
+    numbers, finite wherever the metrics give the score: a short or truncated
+    file would otherwise fail the paired comparison without naming it, and a
+    column that cannot be read as numbers would turn the comparisons into "no
+    resamples" without a word. Both are refused, naming the file.
+    """
+    resamples = {}
+    for _, row in table.iterrows():
+        path = folder / f"{row['model']}.csv"
+        frame = read_csv(path, content.COMPARED)
+        if row["model"] in said_by:
+            expected = robust[said_by[row["model"]].stem]["bootstrap"]["resamples"]
+            if len(frame) != expected:
+                raise ArtifactError(f"{path}: {len(frame)} resamples, {said_by[row['model']]} says {expected}; the "
+                                    "file is short or truncated: rerun the model's robustness stage")
+        for score in content.COMPARED:
+            values = frame[score].to_numpy(dtype=float)
+            if pd.notna(row[score]) and not (len(values) and np.isfinite(values).all()):
+                raise ArtifactError(f"{path}: column {score} holds values that are not finite (or none), "
+                                    f"while the metrics give {score} {row[score]}")
+        resamples[row["model"]] = frame
+    return resamples
 
 
 @stage
@@ -62,25 +110,32 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
            figures_dir: str, commit: str | None) -> None:
     """The comparison of every model: CSV tables, a markdown report, one HTML page and PNG figures."""
     params = read_params(params_path, overrides)
-    ensure_writable(table_path, tradeoff_path, markdown_path, html_path, figures_dir)
+    ensure_writable(table_path, tradeoff_path, markdown_path, html_path)
+    ensure_folder_writable(figures_dir, {f"{name}.png" for name in figures.FIGURES})
     folder, models = Path(metrics_dir), params.models
-    benign = {m: read_json(folder / "benign" / f"{m}.json") for m in models}
-    robust = {m: read_json(folder / "robustness" / f"{m}.json") for m in models}
+    benign = {m: read_metrics(folder / "benign" / f"{m}.json", content.benign_problem) for m in models}
+    robust = {m: read_metrics(folder / "robustness" / f"{m}.json", content.robustness_problem, summary_problem)
+              for m in models}
     table = content.robustness_table(models, benign, robust)
-    bootstrap = next((robust[m]["bootstrap"] for m in models if robust[m].get("bootstrap")), None)
+    bootstrapped = [m for m in models if robust[m].get("bootstrap")]
+    bootstrap = robust[bootstrapped[0]]["bootstrap"] if bootstrapped else None
     confidence = (bootstrap or {}).get("confidence", 0.95)
     comparisons = []
     if bootstrap_dir is not None:
-        resamples = {m: read_csv(Path(bootstrap_dir) / f"{m}.csv") for m in models}
-        comparisons = content.paired_comparisons(table, resamples, confidence)
+        # each model's resamples, as many as its robustness metrics say (or the first bootstrapped model's)
+        said = {m: folder / "robustness" / f"{m if m in bootstrapped else bootstrapped[0]}.json"
+                for m in models if bootstrapped}
+        comparisons = content.paired_comparisons(table, read_resamples(Path(bootstrap_dir), table, said, robust),
+                                                 confidence)
     examples = sorted(str(p) for p in Path(examples_dir).glob("*.png")) if examples_dir is not None else []
     if examples_dir is not None and not examples:
         raise ArtifactError(f"{examples_dir}: no retrieval-example PNG in it; run the stage that writes them first")
     given = {path: read_png(path) for path in ([sweep_path] if sweep_path else []) + examples}
     logs = pretrain_log = None
     if logs_dir is not None:
-        logs = {m: read_csv(path) for m in models if (path := Path(logs_dir) / "finetune" / f"{m}.csv").exists()}
-        pretrain_log = read_csv(Path(logs_dir) / "pretrain.csv")
+        logs = {m: read_csv(path, figures.log_columns(m)) for m in models
+                if (path := Path(logs_dir) / "finetune" / f"{m}.csv").exists()}
+        pretrain_log = read_csv(Path(logs_dir) / "pretrain.csv", figures.log_columns(None))
     drawn = figures.report_figures(table, logs, pretrain_log)
     shown = {key: str(Path(figures_dir) / f"{key}.png") for key in drawn}
     if sweep_path is not None:
@@ -90,7 +145,7 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
 
     write_csv(table_path, table)
     write_csv(tradeoff_path, content.tradeoff_table(table))
-    save_figures(figures_dir, drawn)
+    save_figures(figures_dir, drawn, figures.FIGURES)
     images = given | {path: read_png(path) for key, path in shown.items() if key in drawn}
     links = {path: Path(os.path.relpath(path, Path(markdown_path).parent)).as_posix() for path in images}
     write_text(markdown_path, to_markdown(blocks, links))

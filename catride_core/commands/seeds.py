@@ -60,7 +60,7 @@ def seeds(params_path: str, exp_json: str | None, table_path: str, markdown_path
     params = load_params(params_path)
     ensure_writable(table_path, markdown_path)
     exp_show = read_json_list(exp_json) if exp_json else _dvc_exp_show()
-    by_seed = runs_by_seed(experiment_runs(exp_show), read_params_mapping(params_path))
+    by_seed = runs_by_seed(experiment_runs(exp_show, exp_json or "dvc exp show --json"), read_params_mapping(params_path))
     if skipped := unfinished_experiments(exp_show):
         click.echo(f"left out, not finished: {', '.join(skipped)}", err=True)
     if len(by_seed) < min_seeds:

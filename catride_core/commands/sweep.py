@@ -9,7 +9,7 @@ from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.files import ensure_writable, write_csv
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.attacks.sweep import eps_sweep, wide
-from catride_core.commands.attack import attack_budget
+from catride_core.commands.attack import attack_budget, check_target_counts
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
     DATA_OPTION,
@@ -44,9 +44,10 @@ def sweep(params_path: str | None, overrides: tuple[str, ...], data_dir: str, ch
     data = load_prepared(data_dir)
     model, _ = load_checkpoint(checkpoint, device, data.meta)
     test_set = build_dataset(data, "test", train=False)
-    points = eps_sweep(cfg.sweep_attacks, model, test_set, torch.as_tensor(test_set.labels),
-                       attack_budget(params.attack, eps=max(cfg.sweep_eps)), cfg.sweep_eps, params.base.seed,
-                       cfg.sweep_queries, progress)
+    budget = attack_budget(params.attack, eps=max(cfg.sweep_eps))
+    check_target_counts(params_path, cfg.sweep_attacks, budget, len(test_set))
+    points = eps_sweep(cfg.sweep_attacks, model, test_set, torch.as_tensor(test_set.labels), budget, cfg.sweep_eps,
+                       params.base.seed, cfg.sweep_queries, progress)
     table = wide(points)
     if out_path is not None:
         write_csv(out_path, table, float_format=None)  # every digit: eps is 8/255 exactly

@@ -78,20 +78,36 @@ def parse_int(dataset: str, where: str, field: str, value: str, layout: str) -> 
 
 
 def image_sizes(dataset: str, root: Path, paths: Sequence[str], listed_in: Sequence[str], layout: str) -> list[int]:
-    """The byte size of every image; an image that is missing names where it was listed.
+    """The byte size of every image; an image that is missing, empty or a link out of ``root`` names where it was listed.
+
+    DVC tracks the dataset root as prepare's dependency: a linked file
+    outside it could change without DVC seeing it, so such a link is refused
+    (a link inside the root is read). An empty file is no image: refused here
+    rather than when training first reads it.
 
     Args:
         paths: images relative to ``root``.
         listed_in: for each image, where the metadata lists it (``"images.txt line 7"``).
     """
+    inside = root.resolve()
     sizes = []
     for path, where in zip(paths, listed_in, strict=True):
+        image = root / path
+        if image.is_symlink():
+            target = image.resolve()
+            if not target.exists():
+                raise fail(dataset, str(image), f"a link to {target}, which does not exist (listed in {where})", layout)
+            if not target.is_relative_to(inside):
+                raise fail(dataset, str(image), f"links to {target}, outside the dataset root (listed in {where}); "
+                           "copy the file into the root", layout)
         try:
-            status = (root / path).stat()
+            status = image.stat()
         except OSError:
-            raise fail(dataset, str(root / path), f"image listed in {where} does not exist", layout) from None
+            raise fail(dataset, str(image), f"image listed in {where} does not exist", layout) from None
         if not stat.S_ISREG(status.st_mode):
-            raise fail(dataset, str(root / path), f"image listed in {where} is not a file (a truncated line?)", layout)
+            raise fail(dataset, str(image), f"image listed in {where} is not a file (a truncated line?)", layout)
+        if not status.st_size:
+            raise fail(dataset, str(image), f"image is empty (0 bytes); listed in {where}", layout)
         sizes.append(status.st_size)
     return sizes
 

@@ -42,7 +42,8 @@ def load_folder(root: str | None) -> SourceData:
         images = sorted(
             entry.name
             for entry in class_dir.iterdir()
-            if entry.is_file() and not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES
+            # not is_file(): a broken link is refused by image_sizes, not passed over
+            if not entry.is_dir() and not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES
         )
         if not images:
             raise fail("folder", str(class_dir), "class folder holds no image file", LAYOUT)

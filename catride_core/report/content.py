@@ -53,6 +53,55 @@ FIGURE_CAPTIONS = {
 }
 
 
+#: what ``evaluate`` always writes and the report reads (``R@K`` of other K are optional)
+REQUIRED_BENIGN = ("R@1", "mAP", "NMI", *DIAGNOSTIC_COLUMNS)
+
+
+def _not_a_number(key: str, value: Any, optional: bool = False) -> str | None:
+    """Why ``value`` cannot be the number ``key`` shows (None is allowed where ``optional``), or None."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{key!r} holds {value!r}, not a number"
+    return None
+
+
+def benign_problem(metrics: Mapping[str, Any]) -> str | None:
+    """What makes an ``evaluate`` metrics file unusable for the report (a key missing, text for a number), or None."""
+    missing = [key for key in REQUIRED_BENIGN if key not in metrics]
+    if missing:
+        return f"{missing[0]!r} is missing; rerun the model's evaluate stage"
+    shown = (*BENIGN_COLUMNS, *DIAGNOSTIC_COLUMNS)
+    return next(filter(None, (_not_a_number(key, metrics[key]) for key in shown if key in metrics)), None)
+
+
+def robustness_problem(metrics: Mapping[str, Any]) -> str | None:
+    """What makes a ``robustness`` metrics file unusable for the report, or None.
+
+    It holds ``ERS`` and ``ARS`` (null where they are not defined) and an
+    ``adversarial`` mapping of scores; where bootstrapped, interval bounds
+    (numbers or null) and a ``bootstrap`` mapping with its ``resamples``.
+    """
+    if not isinstance(metrics.get("adversarial"), Mapping):
+        return "'adversarial' is missing or not a mapping; rerun the model's robustness stage"
+    missing = [key for key in SUMMARY_COLUMNS if key not in metrics]
+    if missing:
+        return f"{missing[0]!r} is missing; rerun the model's robustness stage"
+    values = {key: metrics.get(key) for key in SUMMARY_COLUMNS}
+    values |= {f"{key}_{bound}": metrics.get(f"{key}_{bound}") for key in SUMMARY_COLUMNS for bound in ("low", "high")}
+    for side in ("adversarial", "adversarial_low", "adversarial_high"):
+        scores = metrics.get(side) or {}
+        if not isinstance(scores, Mapping):
+            return f"{side!r} holds {scores!r}, not a mapping of scores"
+        values |= {f"{side}.{score}": value for score, value in scores.items()}
+    bootstrap = metrics.get("bootstrap")
+    if bootstrap is not None and not (isinstance(bootstrap, Mapping) and isinstance(bootstrap.get("resamples"), int)):
+        return f"'bootstrap' holds {bootstrap!r}, not a mapping with the number of resamples"
+    # a score is a number; ERS, ARS and the bounds are null where they are not defined
+    return next(filter(None, (_not_a_number(key, value, optional=not key.startswith("adversarial."))
+                              for key, value in values.items())), None)
+
+
 def robustness_table(
     models: Sequence[str], benign: Mapping[str, Mapping[str, Any]], robustness: Mapping[str, Mapping[str, Any]]
 ) -> pd.DataFrame:

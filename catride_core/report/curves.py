@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from catride_core.names import ATTACK_SCORES
@@ -21,6 +22,23 @@ _PERCENT = {"ES:R": "R@1 of the attacked query", "CA+": "prank of the attacked c
 #: which way a score is more robust where it is not "higher" (the attacks' definitions, docs/method.md section 5)
 _LOWER_IS_ROBUST = ("CA-", "QA-", "TMA", "ES:D")
 COLUMNS = ("model", "attack", "score", "eps", "clean", "adversarial", "n_queries")
+
+
+def sweep_problem(table: pd.DataFrame) -> str | None:
+    """What makes a saved sweep unusable for the curves (its eps or query counts missing or not finite), or None."""
+    for column in ("eps", "n_queries"):
+        if column not in table.columns:
+            return f"lacks the column {column}"
+        values = pd.to_numeric(table[column], errors="coerce")
+        if not np.isfinite(values.to_numpy(dtype=float)).all():
+            return f"column {column} holds values that are not finite numbers"
+    return None
+
+
+def sweep_columns(attacks: Sequence[str]) -> list[str]:
+    """The columns a model's sweep of ``attacks`` holds (``eps_sweep.wide``'s): without one, a curve would be missing."""
+    scores = [score for attack in attacks for score in ATTACK_SCORES[attack]]
+    return ["eps", "n_queries", *(column for score in scores for column in (score, f"{score}/clean"))]
 
 
 def sweep_points(sweeps: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

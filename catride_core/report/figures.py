@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from catride_core.names import PRETRAINED, SCORES
+from catride_core.names import ADVERSARIAL_DEFENSES, PRETRAINED, SCORES
 from catride_core.report.palette import MODEL_COLOURS
 
 #: the scores in %, drawn on one axis; TMA (a cosine) and ES:D (a distance) get an axis each
@@ -33,6 +33,19 @@ UNITS = {
 }
 #: the training-log columns drawn, one panel each (a log without a column skips that panel)
 TRAINING_COLUMNS: tuple[str, ...] = ("loss", "R@1", "collapseness", "pgd_steps", "adv_loss")
+
+
+def log_columns(model: str | None) -> tuple[str, ...]:
+    """``epoch`` and the ``TRAINING_COLUMNS`` that ``model``'s fine-tuning log (None: the pretraining log) holds.
+
+    Every log has the test R@1 and collapseness of each epoch; a log of
+    training steps (all but ``pretrained``'s epoch 0) has the loss, and an
+    adversarial defense's has its inner PGD's steps and objective. A log
+    without one of them is damaged: its curve would silently be missing.
+    """
+    held = {"R@1", "collapseness"} | ({"loss"} if model != PRETRAINED else set())
+    held |= {"pgd_steps", "adv_loss"} if model in ADVERSARIAL_DEFENSES else set()
+    return ("epoch", *(column for column in TRAINING_COLUMNS if column in held))
 
 
 def _pyplot() -> Any:
@@ -176,6 +189,10 @@ def pretrain_figure(log: pd.DataFrame) -> Any:
     figure.suptitle("Benign pretraining (the start of every fine-tuning)")
     figure.tight_layout()
     return figure
+
+
+#: every figure the report draws, by its key in ``content.FIGURE_CAPTIONS`` (the sweep's is drawn by ``curves``)
+FIGURES = ("scores", "attacks", "tradeoff", "finetune", "pretrain")
 
 
 def report_figures(

@@ -38,15 +38,49 @@ class Run:
     metrics: dict[str, dict[str, Any]]  # metrics file path -> its content
 
 
-def _run(entry: Mapping[str, Any]) -> Run | None:
+def _run(entry: Mapping[str, Any], source: str) -> Run | None:
     data = entry.get("data") or {}
     if data.get("error") or entry.get("error"):
         return None
     params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
     if not params:
         return None
+    name = entry.get("name") or str(entry.get("rev"))
+    seed = (params.get("base") or {}).get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ArtifactError(f"{source}: {name}: base.seed {seed!r} is not a seed (a whole number)")
     metrics = {path: content.get("data") or {} for path, content in (data.get("metrics") or {}).items()}
-    return Run(entry.get("name") or str(entry.get("rev")), params, metrics)
+    for path, values in metrics.items():
+        problem = _metrics_problem(values)
+        if problem:
+            raise ArtifactError(f"{source}: {name}: {path}: {problem}")
+    return Run(name, params, metrics)
+
+
+def _metrics_problem(values: Any, prefix: str = "") -> str | None:
+    """Why a metrics file's data, as DVC lists it, cannot be averaged: not a mapping, or a non-finite number."""
+    if not isinstance(values, Mapping):
+        return f"{prefix.rstrip('.') or 'the file'!r} holds {values!r}, not a mapping of metrics"
+    if not prefix and "adversarial" in values and not isinstance(values["adversarial"], Mapping):
+        return f"'adversarial' holds {values['adversarial']!r}, not a mapping of scores"
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            problem = _metrics_problem(value, f"{prefix}{key}.")
+            if problem:
+                return problem
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{prefix + key!r} is not a finite number"
+    return None
+
+
+def _entries(values: Any, what: str, source: str, owner: str = "") -> list[Mapping[str, Any]]:
+    """A list of revisions as ``dvc exp show --json`` lists them, each checked to be a mapping."""
+    if not isinstance(values, list):
+        raise ArtifactError(f"{source}: {owner}{what}: expected a list of revisions, got {type(values).__name__}")
+    for index, entry in enumerate(values):
+        if not isinstance(entry, Mapping):
+            raise ArtifactError(f"{source}: {owner}entry {index} is a {type(entry).__name__}, not a revision")
+    return values
 
 
 def _unfinished(experiment: Mapping[str, Any]) -> str | None:
@@ -62,20 +96,25 @@ def unfinished_experiments(exp_show: Sequence[Mapping[str, Any]]) -> list[str]:
             if (state := _unfinished(experiment)) is not None]
 
 
-def experiment_runs(exp_show: Sequence[Mapping[str, Any]]) -> list[Run]:
-    """Every finished run ``dvc exp show --json`` lists, in its order: each baseline, then its experiments."""
-    if not isinstance(exp_show, list):
-        raise ArtifactError("dvc exp show --json: expected a list of revisions")
+def experiment_runs(exp_show: Any, source: str = "dvc exp show --json") -> list[Run]:
+    """Every finished run ``dvc exp show --json`` lists, in its order: each baseline, then its experiments.
+
+    Raises:
+        ArtifactError: naming ``source`` (the command or a saved file) and the run, where the output is not
+            what DVC lists: not a list of revisions, a seed that is not a whole number, a metric that is not
+            a finite number.
+    """
     runs: list[Run] = []
-    for entry in exp_show:
-        baseline = _run(entry)
+    for entry in _entries(exp_show, "the output", source):
+        owner = f"{entry.get('name') or entry.get('rev')}: "
+        baseline = _run(entry, source)
         if baseline is not None:
             runs.append(baseline)
-        for experiment in entry.get("experiments") or []:
+        for experiment in _entries(entry.get("experiments") or [], "experiments", source, owner):
             if _unfinished(experiment) is not None:
                 continue
-            for revision in experiment.get("revs") or []:
-                run = _run(revision)
+            for revision in _entries(experiment.get("revs") or [], "revs", source, owner):
+                run = _run(revision, source)
                 if run is not None:
                     runs.append(run)
     return runs
@@ -88,12 +127,16 @@ def _without_seed(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def runs_by_seed(runs: Sequence[Run], reference: Mapping[str, Any]) -> dict[int, Run]:
-    """Seed -> run, for the runs whose params equal ``reference`` but for ``base.seed``."""
+    """Seed -> run, for the runs whose params equal ``reference`` but for ``base.seed``.
+
+    Every seed is a whole number: ``experiment_runs`` refuses a run whose seed
+    is not (``int(True)`` would count ``true`` as seed 1).
+    """
     wanted = _without_seed(reference)
     by_seed: dict[int, Run] = {}
     for run in runs:
         if _without_seed(run.params) == wanted:
-            by_seed.setdefault(int(run.params.get("base", {}).get("seed", 0)), run)
+            by_seed.setdefault(run.params.get("base", {}).get("seed", 0), run)
     return dict(sorted(by_seed.items()))
 
 

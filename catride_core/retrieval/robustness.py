@@ -52,6 +52,25 @@ def attack_result_problem(name: str, result: Mapping[str, Any]) -> str | None:
     return None
 
 
+def summary_problem(metrics: Mapping[str, Any]) -> str | None:
+    """What is wrong with a robustness result's ERS and ARS, or None: a composite given needs all ten finite scores.
+
+    Args:
+        metrics: a ``robustness`` result: ``ERS``, ``ARS`` (None for a subset of attacks) and ``adversarial``.
+    """
+    given = [key for key in ("ERS", "ARS") if metrics.get(key) is not None]
+    adversarial = metrics.get("adversarial")
+    scores = adversarial if isinstance(adversarial, Mapping) else {}
+    bad = [name for name in SCORES if not _finite(scores.get(name))]
+    if given and bad:
+        return f"gives {' and '.join(given)}, but the adversarial scores {bad} are not finite numbers"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 #: how far a per-query column's mean may lie from the saved (4-decimal) mean of the same run
 _MEAN_TOLERANCE = 1e-4
 

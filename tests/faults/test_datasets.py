@@ -41,6 +41,7 @@ def test_a_relative_root_is_taken_from_the_params_folder_and_stored_absolute(tmp
 
 def test_preset_stores_an_absolute_root_with_tilde_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "CUB").mkdir()
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "mine.yaml").write_text("prepare:\n  dataset: folder\n  split: class_disjoint\n")
     params = tmp_path / "params.yaml"

@@ -50,7 +50,7 @@ def test_a_signal_stops_a_stage_promptly_leaving_no_file(tiny, tmp_path, signum)
     params = write_params(tmp_path, {"pretrain": {"epochs": 200}})
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".m.pt.left-by-a-killed-run").write_bytes(b"stale")  # cleaned when m.pt is written next
+    (out / ".m.pt.catride-tmp-left").write_bytes(b"stale")  # a killed run's: cleaned when m.pt is written next
     stage = subprocess.Popen(
         [sys.executable, str(ROOT / "stages" / "pretrain.py"), "--params", str(params), "--data", str(tiny["data"]),
          "--checkpoint", str(out / "m.pt"), "--log", str(out / "log.csv"), "--no-progress"],
@@ -67,14 +67,14 @@ def test_a_signal_stops_a_stage_promptly_leaving_no_file(tiny, tmp_path, signum)
     assert stage.returncode == 130
     assert stderr.strip().splitlines()[-1] == f"interrupted by {signum.name}: stopped, no output written"
     # no output and no temporary; what remains is the resumable state of the epochs done, complete
-    assert sorted(p.name for p in out.iterdir()) == [".m.pt.left-by-a-killed-run", ".resume"]
+    assert sorted(p.name for p in out.iterdir()) == [".m.pt.catride-tmp-left", ".resume"]
     assert [p.name for p in (out / ".resume").iterdir()] == ["m.pt"]
     assert torch.load(out / ".resume" / "m.pt", weights_only=True)["progress"]["epoch"] >= 1
 
 
 def test_a_stale_temporary_of_an_output_is_removed_when_it_is_written(tiny, tmp_path):
-    (tmp_path / ".attacks.abc123").mkdir()
-    (tmp_path / ".attacks.abc123" / "es.json").write_text("{half")
+    (tmp_path / ".attacks.catride-tmp-abc123").mkdir()
+    (tmp_path / ".attacks.catride-tmp-abc123" / "es.json").write_text("{half")
     result = run(attack, "--params", tiny["params"], "--data", tiny["data"], "--checkpoint", tiny["model"],
                  "--out", tmp_path / "attacks", "--no-progress")
     assert result.exit_code == 0, result.output

@@ -132,12 +132,14 @@ def test_report_takes_overrides_without_a_params_file(tmp_path):
     metrics = tmp_path / "metrics"
     (metrics / "benign").mkdir(parents=True)
     (metrics / "robustness").mkdir()
-    (metrics / "benign" / "none.json").write_text(json.dumps({"R@1": 90.0, "R@2": 95.0, "mAP": 80.0, "NMI": 70.0}))
+    (metrics / "benign" / "none.json").write_text(json.dumps({"R@1": 90.0, "R@2": 95.0, "mAP": 80.0, "NMI": 70.0,
+                                                                    "collapseness": -0.3, "spread": 1.2}))
     (metrics / "robustness" / "none.json").write_text(json.dumps({"adversarial": {"ES:R": 10.0}, "ERS": None,
                                                                  "ARS": None}))
     result = catride("report", "--metrics", metrics, "--table", tmp_path / "t.csv", "--markdown", tmp_path / "r.md",
                      "--tradeoff", tmp_path / "tradeoff.csv", "--html", tmp_path / "r.html",
-                     "--figures", tmp_path / "figures", "--set", "models=[none]", "--set", "attack.eps=8/255",
+                     "--figures", tmp_path / "figures", "--set", "models=[none]", "--set", "report.example_models=[none]",
+                     "--set", "attack.eps=8/255",
                      "--set", "attack.max_queries=null", cwd=tmp_path)
     assert result.exit_code == 0, result.output
     text = (tmp_path / "r.md").read_text()

@@ -156,7 +156,10 @@ class PretrainParams(Section):
     arch: ArchName = "c2f2"
     embedding_dim: int = Field(512, ge=1, le=MAX_EMBEDDING_DIM)
     weights: str | None = Field(None, description="local ImageNet weights file for resnets; null = random init")
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(
+        8, ge=0, description="benign epochs; 0: no pretraining, every model trains from the initialisation "
+        "(random, or the ImageNet weights) for its whole schedule, as the published models were",
+    )
     pairs_per_batch: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-7, ge=0.0)
@@ -181,7 +184,10 @@ class EvaluateParams(Section):
 class AttackParams(Section):
     """The ranking attacks (docs/method.md section 5); defaults are RobRank's "rob28" budget."""
 
-    names: Annotated[list[AttackName], Distinct] = Field(default_factory=lambda: list(names.ATTACKS), min_length=1)
+    names: Annotated[list[AttackName], Distinct] = Field(
+        default_factory=lambda: list(names.ERS_ATTACKS), min_length=1,
+        description="attacks to run: the nine of ERS, and gtm_ref (GTM by RobRank's target rule) to compare with its tables",
+    )
     eps: PixelBudget = 77 / 255
     step_size: PixelBudget = 3 / 255
     steps: int = Field(32, ge=0)
@@ -204,23 +210,40 @@ class PretrainedParams(Section):
     """``pretrained``: the benign model as pretrained, fine-tuned for zero epochs; nothing to set."""
 
 
-class BenignParams(Section):
-    """``none``: more benign epochs, the undefended baseline trained as long as the others."""
+class ModelSection(Section):
+    """What every trained model's own section may set."""
+
+    train_batchnorm: bool = Field(
+        False, description="train BatchNorm (running statistics and affine weights) instead of freezing it; "
+        "resnets only (c2f2 has none); RobRank's 224 px EST model trains it",
+    )
+
+
+class BenignParams(ModelSection):
+    """``none``: benign training, the undefended baseline trained as long as the others."""
 
     miner: MinerName = "gradual_semihard"
 
 
-class ESTParams(Section):
-    """EST (docs/method.md section 4.1) has no settings of its own: it re-mines randomly on adversarial embeddings."""
+class DefenseSection(ModelSection):
+    """An adversarial defense's section: its own inner PGD budget, where it differs from the shared one."""
+
+    eps: PixelBudget | None = Field(None, description="inner PGD radius; null: finetune.eps")
+    step_size: PixelBudget | None = Field(None, description="inner PGD step; null: finetune.step_size")
+    steps: int | None = Field(None, ge=1, description="inner PGD iterations per batch; null: finetune.steps")
 
 
-class ACTParams(Section):
+class ESTParams(DefenseSection):
+    """EST (docs/method.md section 4.1): it re-mines randomly on adversarial embeddings, so it sets no miner."""
+
+
+class ACTParams(DefenseSection):
     """ACT (docs/method.md section 4.2)."""
 
     miner: MinerName = "gradual_semihard"
 
 
-class HMParams(Section):
+class HMParams(DefenseSection):
     """Hardness manipulation (docs/method.md section 4.3); it mines semihard triplets by definition."""
 
     ics: bool = Field(True, description="add the intra-class structure (ICS) term")
@@ -228,7 +251,7 @@ class HMParams(Section):
     stop_change_below: float = Field(1e-7, ge=0.0)
 
 
-class TrideParams(Section):
+class TrideParams(DefenseSection):
     """TRIDE, the ablation of CA-TRIDE without the collapse-aware bound and brake (docs/method.md section 4.4)."""
 
     miner: MinerName = "gradual_semihard"
@@ -236,7 +259,7 @@ class TrideParams(Section):
         "progress",
         description="step size alpha x share of training done (progress), alpha * t / T per epoch (epoch), alpha (off)",
     )
-    extra_term: bool = Field(False, description="authors' undocumented term on every other step")
+    extra_term: bool = Field(False, description="the authors' undocumented term, added to the training loss of every step")
     extra_weight: float = Field(0.5, ge=0.0)
     extra_margin: float = Field(0.04, ge=0.0)
 
@@ -264,7 +287,8 @@ class FinetuneParams(Section):
     eps: PixelBudget = 77 / 255
     step_size: PixelBudget = 3 / 255
     steps: int = Field(
-        16, ge=1, description="inner PGD iterations per batch (without any, a defense would train on clean images only)"
+        16, ge=1, description="inner PGD iterations per batch (without any, a defense would train on clean images only); "
+        "a defense's own section may set its own eps, step_size and steps",
     )
     pretrained: PretrainedParams = PretrainedParams()
     none: BenignParams = BenignParams()

@@ -36,8 +36,14 @@ ATTACK_SCORES: dict[str, tuple[str, ...]] = {
     "ltm": ("LTM",),
     "gtm": ("GTM",),
     "gtt": ("GTT",),
+    # compatibility: GTM with RobRank's target rule, only to compare with tables measured through it (method.md 5.2)
+    "gtm_ref": ("GTM:ref",),
 }
 #: identifier-safe attack names
 ATTACKS: tuple[str, ...] = tuple(ATTACK_SCORES)
+#: the nine attacks of ERS and ARS (what attack.names runs by default)
+ERS_ATTACKS: tuple[str, ...] = ATTACKS[:9]
+#: reference-compatibility attack -> the ERS attack whose score it stands in for, to compare with a published table
+REFERENCE_ATTACKS: dict[str, str] = {"gtm_ref": "gtm"}
 #: display names of the ten scores, in the order of the ERS vector
-SCORES: tuple[str, ...] = tuple(score for scores in ATTACK_SCORES.values() for score in scores)
+SCORES: tuple[str, ...] = tuple(score for name in ERS_ATTACKS for score in ATTACK_SCORES[name])

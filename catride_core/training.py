@@ -33,6 +33,7 @@ from catride_core.data.sampler import SPC2Sampler
 from catride_core.distributed import World
 from catride_core.errors import TrainingError
 from catride_core.losses import mine_triplets, triplet_loss
+from catride_core.models import trains_batchnorm
 from catride_core.models.embedding import embed
 from catride_core.progress import Progress
 from catride_core.runtime import derive_seed, progress_bar, seeded_generator
@@ -294,8 +295,10 @@ def fit(
     if smallest < world.size:
         raise TrainingError(f"the last batch of an epoch holds {smallest} SPC-2 pairs, fewer than the {world.size} "
                             "processes sharing it; choose a pairs_per_batch that leaves more, or fewer processes")
-    # no buffer sync at each forward pass: BatchNorm is frozen (models/resnet.py), so no buffer changes in training
-    replica = DistributedDataParallel(model, forward_sync_buffers=False) if world.size > 1 else None
+    # buffers are synced from rank 0 at each forward pass only where BatchNorm trains (finetune.<model>.train_batchnorm):
+    # frozen, as by default (models/resnet.py), no buffer changes in training
+    replica = (DistributedDataParallel(model, forward_sync_buffers=trains_batchnorm(model))
+               if world.size > 1 else None)
     save = on_checkpoint if world.is_main else None
     state = resume if resume is not None else Progress()
     for epoch in progress_bar(range(state.epoch, epochs), enabled=progress and world.is_main, desc="training"):

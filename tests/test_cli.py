@@ -149,7 +149,7 @@ def test_one_attack_process_writes_every_attack_with_per_query_results(pipeline)
     paths, _ = pipeline
     root = paths["metrics_dir"].parent
     folder = root / "attacks" / "pretrained"
-    assert {p.name for p in folder.iterdir()} == {f"{n}.{ext}" for n in names.ATTACKS for ext in ("json", "csv", "pt")}
+    assert {p.name for p in folder.iterdir()} == {f"{n}.{ext}" for n in names.ERS_ATTACKS for ext in ("json", "csv", "pt")}
     es = json.loads((folder / "es.json").read_text())
     assert es["n_queries"] == 12 and set(es["adversarial"]) == {"ES:D", "ES:R"}
     assert es["clean"]["ES:D"] == 0.0 and es["adversarial"]["ES:D"] > 0.0
@@ -239,11 +239,11 @@ def test_checkpoint_carries_resolved_params_and_state(pipeline):
 
 
 def test_bad_params_exit_2_and_write_nothing(tmp_path):
-    params = write_params(tmp_path, {"pretrain": {"epochs": 0}})
+    params = write_params(tmp_path, {"pretrain": {"epochs": -1}})
     out = tmp_path / "prepared"
     result = CliRunner().invoke(prepare, ["--params", params, "--out", str(out)])
     assert result.exit_code == 2
-    assert result.output.strip().endswith("pretrain.epochs: must be >= 1, got 0")
+    assert result.output.strip().endswith("pretrain.epochs: must be >= 0, got -1")
     assert not out.exists()
 
 

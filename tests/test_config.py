@@ -27,7 +27,7 @@ def test_repository_params_file_is_valid():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"pretrain": {"epochs": 0}}, "params.yaml: pretrain.epochs: must be >= 1, got 0"),
+        ({"pretrain": {"epochs": -1}}, "params.yaml: pretrain.epochs: must be >= 0, got -1"),
         ({"pretrain": {"epoch": 3}}, "params.yaml: pretrain.epoch: unknown key"),
         ({"bogus": {}}, "params.yaml: bogus: unknown key"),
         ({"pretrain": {"lr": "fast"}}, "params.yaml: pretrain.lr: input should be a valid number"),
@@ -132,5 +132,5 @@ def test_a_bad_override_names_itself_and_the_key(tmp_path, overrides, message):
 
 
 def test_an_error_in_the_file_still_names_the_file(tmp_path):
-    with pytest.raises(ParamsError, match=r"params.yaml: pretrain.epochs: must be >= 1"):
-        load_params(write(tmp_path, {"pretrain": {"epochs": 0}}), ["attack.eps=8/255"])
+    with pytest.raises(ParamsError, match=r"params.yaml: pretrain.epochs: must be >= 0"):
+        load_params(write(tmp_path, {"pretrain": {"epochs": -1}}), ["attack.eps=8/255"])

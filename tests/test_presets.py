@@ -35,8 +35,10 @@ def test_preset_over_the_defaults_is_the_published_setting(path):
         assert f.ca_tride.inverse_temperature == {"cub": 10.0, "cars": 9.5, "sop": 2.0}[path.stem]
         assert f.hm.ics_weight == (0.05 if path.stem == "sop" else 0.5)
     else:
-        # RobRank rob28: c2f2, 128 pairs, Adam 1e-3 / 1e-7, 8 epochs, eps 77/255 step 3/255
-        assert (p.arch, p.pairs_per_batch, p.lr, p.weight_decay, p.epochs) == ("c2f2", 128, 1e-3, 1e-7, 8)
+        # RobRank rob28: c2f2 from its initialisation (no pretraining), 128 pairs, Adam 1e-3 / 1e-7, 8 epochs,
+        # training eps 77/255 step 3/255 with 32 inner steps (the CA-TRIDE code's 16 for its own two)
+        assert (p.arch, p.epochs, f.pairs_per_batch, f.lr, f.weight_decay, f.epochs) == ("c2f2", 0, 128, 1e-3, 1e-7, 8)
+        assert (f.eps, f.step_size, f.steps, f.tride.steps, f.ca_tride.steps) == (77 / 255, 3 / 255, 32, 16, 16)
         assert (a.eps, a.step_size, a.steps) == (77 / 255, 3 / 255, 32)
     assert a.max_queries is None  # published numbers attack every test image
 
@@ -70,7 +72,7 @@ def test_unknown_preset_and_bad_preset_change_nothing(tmp_path):
     result = CliRunner().invoke(preset, ["--params", str(params_file), "imagenet"])
     assert result.exit_code == 2 and "no such preset" in result.output and "cub" in result.output
     bad = tmp_path / "bad.yaml"
-    bad.write_text("pretrain:\n  epochs: 0\n")
+    bad.write_text("pretrain:\n  epochs: -1\n")
     result = CliRunner().invoke(preset, ["--params", str(params_file), str(bad)])
-    assert result.exit_code == 2 and "pretrain.epochs: must be >= 1, got 0" in result.output
+    assert result.exit_code == 2 and "pretrain.epochs: must be >= 0, got -1" in result.output
     assert params_file.read_bytes() == before

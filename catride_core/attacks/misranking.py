@@ -10,7 +10,7 @@ from torch import Tensor
 
 from catride_core.attacks.base import Gallery, Objective, RankingAttack, no_targets
 from catride_core.attacks.prank import own_item_mask, query_recall_at_1
-from catride_core.attacks.targets import nearest_other_label_targets
+from catride_core.attacks.targets import nearest_other_label_targets, reference_other_label_targets
 from catride_core.distances import paired_distances, pairwise_distances
 
 
@@ -93,3 +93,28 @@ class GreedyTopMisranking(RankingAttack):
     @torch.no_grad()
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
         return {"GTM": query_recall_at_1(gallery, queries, embeddings)}
+
+
+@dataclass(frozen=True)
+class ReferenceGreedyTopMisranking(GreedyTopMisranking):
+    """GTM:ref: GTM with RobRank's target rule, a compatibility attack for comparing with its published tables.
+
+    The objective, budget and score are GTM's; only the target differs: the
+    reference code's argmin over the other-label items, used as an index into
+    the whole gallery (``targets.reference_other_label_targets``, docs/method.md
+    section 5.2). On Fashion-MNIST this target is often an item of the query's
+    own label, and pulling the query onto it breaks far more top-1 results than
+    the true GTM does. Never part of ERS; ``ERS:ref`` substitutes it for GTM.
+
+    Shape:
+        queries: (Q,) gallery slots -> targets: (Q, 1); embeddings: (B, D) -> scores: (B,)
+    """
+
+    name: ClassVar[str] = "gtm_ref"
+
+    def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
+        return reference_other_label_targets(gallery.embeddings, gallery.labels, queries, gallery.block_size)
+
+    @torch.no_grad()
+    def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
+        return {"GTM:ref": query_recall_at_1(gallery, queries, embeddings)}

@@ -127,3 +127,30 @@ def nearest_other_label_targets(gallery: Tensor, labels: Tensor, queries: Tensor
     if not found:
         return torch.zeros(0, 1, dtype=torch.long, device=gallery.device)
     return torch.cat(found)[:, None]
+
+
+def reference_other_label_targets(gallery: Tensor, labels: Tensor, queries: Tensor, block_size: int = 1024) -> Tensor:
+    """RobRank's GTM target: the argmin over the other-label items, taken as an index into the whole gallery.
+
+    A compatibility rule, never the default (docs/method.md section 5.2): the
+    reference code ranks only the items whose label differs from the attacked
+    item's, and uses the position of the nearest of them *in that subset* as a
+    gallery index. The item it names is nearly arbitrary, often of the
+    attacked item's own label. Published GTM values were measured through it.
+
+    Shape:
+        gallery: (N, D), labels: (N,), queries: (Q,) -> (Q, 1) gallery indices
+    """
+    gallery64 = gallery.double()
+    found = []
+    for start in range(0, len(queries), block_size):
+        block = queries[start : start + block_size]
+        distances = pairwise_distances(gallery64[block], gallery64)
+        for row, query in zip(distances, block, strict=True):
+            other = labels != labels[query]
+            if not bool(other.any()):
+                raise DataError("an attacked item has no gallery item of another label")
+            found.append(row[other].argmin())
+    if not found:
+        return torch.zeros(0, 1, dtype=torch.long, device=gallery.device)
+    return torch.stack(found)[:, None]

@@ -39,6 +39,7 @@ from catride_core.config import resolved_finetune
 from catride_core.data.prepared import build_dataset
 from catride_core.defenses import build_defense, training_miner
 from catride_core.distributed import distributed
+from catride_core.models import set_batchnorm_training
 from catride_core.retrieval.evaluation import epoch_metrics
 from catride_core.training import fit
 
@@ -84,6 +85,7 @@ def finetune(params_path: str, data_dir: str, start_path: str, model_name: str, 
                 write_csv(log_path, pd.DataFrame([row]))
                 click.echo(f"{model_name}: test R@1 {row['R@1']:.2f}% (no fine-tuning) -> {checkpoint}")
             return
+        set_batchnorm_training(model, getattr(cfg, model_name).train_batchnorm)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         step_fn = build_defense(model_name, cfg, evaluation.diagnostic_inverse_temperature)
         training_state = TrainingState(state_file(state_path, checkpoint), {

@@ -65,18 +65,24 @@ def pretrain(params_path: str, data_dir: str, checkpoint: str, log_path: str, st
         resuming = training_state.resume(model, optimizer, None)
         if world.is_main:
             announce_resume(training_state, resuming["resume"])
+
+        def metrics(m: torch.nn.Module) -> dict[str, float]:
+            return rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
+                                         evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers,
+                                         world))
+
         log, state = fit(
-            model, optimizer, train_set, torch.as_tensor(data.labels("train")), benign_step,
-            lambda m: rounded(epoch_metrics(m, test_set, evaluation.batch_size, device,
-                                            evaluation.diagnostic_inverse_temperature, params.base.seed, cfg.num_workers,
-                                            world)),
+            model, optimizer, train_set, torch.as_tensor(data.labels("train")), benign_step, metrics,
             epochs=cfg.epochs, pairs_per_batch=cfg.pairs_per_batch, seed=params.base.seed, margin=cfg.margin,
             miner=cfg.miner, device=device, num_workers=cfg.num_workers, progress=progress,
             precision=params.base.precision, checkpoint_every=params.base.checkpoint_every, world=world, **resuming,
         )
+        # pretrain.epochs 0: the start is the initialisation (the published protocols); its log is the one row of epoch 0
+        log = log or [{"epoch": 0, "step": 0, **metrics(model)}]
     if not world.is_main:
         return
     save_checkpoint(checkpoint, model, resolved(params, "base", "prepare", "pretrain"), state, optimizer)
     write_csv(log_path, pd.DataFrame(log))
     training_state.remove()
-    click.echo(f"pretrained {cfg.arch}: final test R@1 {log[-1]['R@1']:.2f}% -> {checkpoint}")
+    trained = f"{cfg.epochs} epochs" if cfg.epochs else "no epochs: the initialisation"
+    click.echo(f"pretrained {cfg.arch} ({trained}): test R@1 {log[-1]['R@1']:.2f}% -> {checkpoint}")

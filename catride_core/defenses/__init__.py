@@ -26,11 +26,13 @@ from catride_core.defenses.hm import HardnessManipulation
 from catride_core.defenses.tride import TripletDecoupling, decoupling_phase
 
 
-def _budget(cfg: FinetuneParams, diagnostic_inverse_temperature: float) -> dict[str, float]:
+def _budget(cfg: FinetuneParams, name: str, diagnostic_inverse_temperature: float) -> dict[str, float]:
+    """The inner PGD budget of defense ``name``: its own section's eps, step_size, steps where set, else the shared ones."""
+    own = getattr(cfg, name)
     return {
-        "eps": cfg.eps,
-        "step_size": cfg.step_size,
-        "steps": cfg.steps,
+        "eps": cfg.eps if own.eps is None else own.eps,
+        "step_size": cfg.step_size if own.step_size is None else own.step_size,
+        "steps": cfg.steps if own.steps is None else own.steps,
         "diagnostic_inverse_temperature": diagnostic_inverse_temperature,
     }
 
@@ -45,17 +47,18 @@ def _tride(cfg: FinetuneParams, diagnostic_inverse_temperature: float, collapse_
         extra_term=section.extra_term,
         extra_weight=section.extra_weight,
         extra_margin=section.extra_margin,
-        **_budget(cfg, diagnostic_inverse_temperature),
+        **_budget(cfg, "ca_tride" if collapse_aware else "tride", diagnostic_inverse_temperature),
     )
 
 
 #: defense name -> builder (finetune section, lambda of the logged collapseness) -> a fresh defense
 BUILDERS: dict[str, Callable[[FinetuneParams, float], Defense]] = {
     "none": lambda cfg, lam: NoDefense(),
-    "est": lambda cfg, lam: EmbeddingShiftedTriplet(**_budget(cfg, lam)),
-    "act": lambda cfg, lam: AntiCollapseTriplet(**_budget(cfg, lam)),
+    "est": lambda cfg, lam: EmbeddingShiftedTriplet(**_budget(cfg, "est", lam)),
+    "act": lambda cfg, lam: AntiCollapseTriplet(**_budget(cfg, "act", lam)),
     "hm": lambda cfg, lam: HardnessManipulation(
-        stop_change_below=cfg.hm.stop_change_below, ics=cfg.hm.ics, ics_weight=cfg.hm.ics_weight, **_budget(cfg, lam)
+        stop_change_below=cfg.hm.stop_change_below, ics=cfg.hm.ics, ics_weight=cfg.hm.ics_weight,
+        **_budget(cfg, "hm", lam),
     ),
     "tride": lambda cfg, lam: _tride(cfg, lam, collapse_aware=False),
     "ca_tride": lambda cfg, lam: _tride(cfg, lam, collapse_aware=True),
@@ -78,8 +81,9 @@ def training_miner(name: str, cfg: FinetuneParams) -> str:
 def build_defense(name: str, cfg: FinetuneParams, diagnostic_inverse_temperature: float) -> Defense:
     """A fresh defense (fresh running state) configured from the finetune section.
 
-    The inner PGD uses the shared ``cfg.eps``, ``cfg.step_size``, ``cfg.steps``;
-    each defense reads its own section (``cfg.hm``, ``cfg.ca_tride`` ...), and
+    The inner PGD uses the defense's own section's ``eps``, ``step_size`` and
+    ``steps`` where set, else the shared ``cfg.eps``, ``cfg.step_size``,
+    ``cfg.steps``; each defense reads its own section (``cfg.hm``, ``cfg.ca_tride`` ...), and
     CA-TRIDE's lambda is ``cfg.ca_tride.inverse_temperature``.
     ``diagnostic_inverse_temperature`` is lambda of the ``collapseness``
     statistic logged by every adversarial defense

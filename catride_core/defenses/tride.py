@@ -105,9 +105,11 @@ def anp_loss(
 def authors_extra_term(d_ap: Tensor, d_an: Tensor, weight: float, margin: float) -> Tensor:
     """weight * [ mean(smallest half of D_ap) - mean(smallest half of D_an) + margin ]_+ .
 
-    Undocumented in the paper: the authors' code adds it to the training loss
-    on every other call of its loss function (0.5, 0.04). Here it is an
-    explicit option and "every other" is a function of the step (odd steps).
+    Undocumented in the paper: the authors' loss function adds it on every
+    other call (0.5, 0.04), and each of their training steps calls it twice,
+    first for a loss that is only logged and then for the one trained on, so
+    the trained loss carries it at every step, CAP and ANP alike. Here it is
+    an explicit option that adds it at every step.
 
     Shape:
         d_ap, d_an: (B,) -> scalar
@@ -136,8 +138,8 @@ class TripletDecoupling(AdversarialDefense):
             only applies to CA-TRIDE: TRIDE's objectives have no floor at 0
             (ANP's -s_aa is negative from the start), so this rule would stop
             TRIDE's ANP before its first step and add a bound to its CAP.
-        extra_term: add ``authors_extra_term`` of the training triplets on odd
-            steps, which are also the ANP steps (default off; logged as ``extra``).
+        extra_term: add ``authors_extra_term`` of the training triplets to the
+            loss of every step, CAP and ANP alike (default off; logged as ``extra``).
         extra_weight, extra_margin: its 0.5 and 0.04.
     """
 
@@ -206,9 +208,6 @@ class TripletDecoupling(AdversarialDefense):
     ) -> dict[str, Tensor]:
         if not self.extra_term:
             return {}
-        if ctx.step % 2 == 0:
-            # logged as 0 on even steps too, so that the epoch mean of "extra" is over every step
-            return {"extra": torch.zeros((), device=embeddings.anchors.device)}
         d_ap = paired_distances(embeddings.anchors, embeddings.positives)
         d_an = paired_distances(embeddings.anchors, embeddings.negatives)
         return {"extra": authors_extra_term(d_ap, d_an, self.extra_weight, self.extra_margin)}

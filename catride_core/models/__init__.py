@@ -72,6 +72,23 @@ def input_mismatch(model: Embedder, image_size: int, channels: int) -> str | Non
     )
 
 
+def set_batchnorm_training(model: nn.Module, train: bool) -> None:
+    """Train BatchNorm layers with the rest of ``model`` (``train``) or keep them frozen, the default.
+
+    Only resnets have BatchNorm; on c2f2 this changes nothing. The model keeps
+    its current mode; the choice applies from its next ``train()`` call.
+    """
+    for module in model.modules():
+        if isinstance(module, ResNetEmbedding):
+            module.train_batchnorm = train
+    model.train(model.training)
+
+
+def trains_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm layers set to train (their running statistics change in training)."""
+    return any(isinstance(module, ResNetEmbedding) and module.train_batchnorm for module in model.modules())
+
+
 def build_model(arch: str, embedding_dim: int, weights: str | None = None) -> Embedder:
     """A freshly initialised (or ImageNet-initialised) embedding model.
 

@@ -66,14 +66,17 @@ class ResNetEmbedding(nn.Module):
         self.backbone.fc = nn.Linear(self.backbone.fc.in_features, embedding_dim)
         # channels_last: cuDNN's and oneDNN's convolutions are faster on it (tensor cores on a GPU)
         self.to(memory_format=torch.channels_last)
+        #: train BatchNorm with the rest (RobRank's 224 px EST); False, the references' default: frozen
+        self.train_batchnorm = False
         self.train()
 
     def train(self, mode: bool = True) -> ResNetEmbedding:
-        """Set train/eval mode, keeping every BatchNorm in eval mode (frozen running statistics)."""
+        """Set train/eval mode, keeping every BatchNorm in eval mode (frozen running statistics) unless ``train_batchnorm``."""
         super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
+        if not self.train_batchnorm:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def forward(self, images: Tensor) -> Tensor:

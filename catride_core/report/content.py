@@ -251,7 +251,9 @@ def settings_rows(params: Params, commit: str, bootstrap: Mapping[str, Any] | No
     queries = "every test image" if attack.max_queries is None else f"the first {attack.max_queries} test images"
     rows = [
         ("dataset", f"{prepare.dataset} ({prepare.split} split, test fraction {prepare.test_fraction})"),
-        ("model", f"{pretrain.arch}, {pretrain.embedding_dim}-d embedding; pretrained {pretrain.epochs} epochs"),
+        ("model", f"{pretrain.arch}, {pretrain.embedding_dim}-d embedding; " + (
+            f"pretrained {pretrain.epochs} epochs" if pretrain.epochs
+            else "no pretraining: every model trains from the initialisation")),
         ("models compared", ", ".join(params.models)),
         ("fine-tuning", (f"{finetune.epochs} epochs; inner PGD eps {_budget(finetune.eps)}, "
                          f"step {_budget(finetune.step_size)}, {finetune.steps} steps")),

@@ -556,6 +556,9 @@ def dump_params_document(data: Any) -> str:
 
     writer = YAML()
     writer.width = 120
+    # null as `null`, as params.yaml writes it (ruamel's default leaves the value empty)
+    writer.representer.add_representer(
+        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
     stream = io.StringIO()
     writer.dump(data, stream)
     return stream.getvalue()

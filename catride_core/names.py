@@ -36,7 +36,7 @@ ATTACK_SCORES: dict[str, tuple[str, ...]] = {
     "ltm": ("LTM",),
     "gtm": ("GTM",),
     "gtt": ("GTT",),
-    # compatibility: GTM with RobRank's target rule, only to compare with tables measured through it (method.md 5.2)
+    # compatibility: GTM with RobRank's target rule, only to compare with tables measured through it (method.md 5.1)
     "gtm_ref": ("GTM:ref",),
 }
 #: identifier-safe attack names

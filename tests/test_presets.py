@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import shutil
+from fractions import Fraction
+from functools import reduce
 from pathlib import Path
 
 import pytest
@@ -15,32 +19,50 @@ from catride_core.data.sources import SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
+#: the order of the presets' columns in presets/protocols.csv and docs/method.md
+PRESET_ORDER = ["fashion", "mnist", "cub", "cars", "sop"]
 
 
 def test_a_preset_per_published_dataset():
     assert {path.stem for path in PRESETS} == {"cub", "cars", "sop", "mnist", "fashion"}
 
 
+#: every published setting, its value per preset and its source (what docs/method.md section 7.1 shows)
+PROTOCOLS = list(csv.DictReader((REPO / "presets" / "protocols.csv").open()))
+
+
+def published_value(text: str):
+    """A cell of presets/protocols.csv as params.yaml would read it (``77/255`` a budget, ``null`` None)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and re.fullmatch(r"\d+/\d+", value):
+        return float(Fraction(value))
+    return value
+
+
 @pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)
 def test_preset_over_the_defaults_is_the_published_setting(path):
+    # the resolved params of `catride preset <name>` over params.yaml hold every published setting of the data file
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     params = parse_params(merge_overrides(base, yaml.safe_load(path.read_text())), source=str(path))
     assert params.prepare.dataset == path.stem and params.prepare.dataset in SOURCES
-    p, f, a = params.pretrain, params.finetune, params.attack
-    if path.stem in ("cub", "cars", "sop"):
-        # docs/method.md: ResNet-18, 56 pairs, Adam 1e-5 / 4e-4, 75 epochs; train 8/255 step 1/255, 16 steps; rob224
-        assert (p.arch, p.pairs_per_batch, p.lr, p.weight_decay, p.epochs) == ("resnet18", 56, 1e-5, 4e-4, 75)
-        assert (f.eps, f.step_size, f.steps) == (8 / 255, 1 / 255, 16)
-        assert (a.eps, a.step_size, a.steps) == (8 / 255, 3 / 255, 32)
-        assert f.ca_tride.inverse_temperature == {"cub": 10.0, "cars": 9.5, "sop": 2.0}[path.stem]
-        assert f.hm.ics_weight == (0.05 if path.stem == "sop" else 0.5)
-    else:
-        # RobRank rob28: c2f2 from its initialisation (no pretraining), 128 pairs, Adam 1e-3 / 1e-7, 8 epochs,
-        # training eps 77/255 step 3/255 with 32 inner steps (the CA-TRIDE code's 16 for its own two)
-        assert (p.arch, p.epochs, f.pairs_per_batch, f.lr, f.weight_decay, f.epochs) == ("c2f2", 0, 128, 1e-3, 1e-7, 8)
-        assert (f.eps, f.step_size, f.steps, f.tride.steps, f.ca_tride.steps) == (77 / 255, 3 / 255, 32, 16, 16)
-        assert (a.eps, a.step_size, a.steps) == (77 / 255, 3 / 255, 32)
-    assert a.max_queries is None  # published numbers attack every test image
+    resolved = params.model_dump(mode="json")
+    for row in PROTOCOLS:
+        value = reduce(lambda section, key: section[key], row["setting"].split("."), resolved)
+        assert value == pytest.approx(published_value(row[path.stem])), (row["setting"], row["source"])
+    assert "pretrained" not in params.models  # with no pretraining it would be the untrained initialisation
+
+
+def test_every_published_setting_has_a_source_and_a_value_per_preset():
+    assert {key for key in PROTOCOLS[0] if key not in ("setting", "source")} == {path.stem for path in PRESETS}
+    assert all(row["source"].strip() and all(row[path.stem].strip() for path in PRESETS) for row in PROTOCOLS)
+    assert len({row["setting"] for row in PROTOCOLS}) == len(PROTOCOLS)
+
+
+def test_method_shows_the_published_settings_as_the_data_file_holds_them():
+    method = (REPO / "docs" / "method.md").read_text()
+    for row in PROTOCOLS:
+        cells = [f"`{row['setting']}`", *(row[path.stem] for path in sorted(PRESETS, key=lambda path: PRESET_ORDER.index(path.stem))), row["source"]]
+        assert "| " + " | ".join(cells) + " |" in method, row["setting"]
 
 
 def test_merge_overrides_is_deep():
@@ -64,6 +86,7 @@ def test_preset_command_applies_keeps_comments_and_sets_root(tmp_path):
     assert params.finetune.ca_tride.inverse_temperature == 10.0 and params.pretrain.arch == "resnet18"
     assert params.base.seed == 0  # keys the preset does not name keep their value
     assert "# every random choice" in params_file.read_text()
+    assert "  checkpoint_every: null  # training saves" in params_file.read_text()  # null stays written as null
 
 
 def test_unknown_preset_and_bad_preset_change_nothing(tmp_path):

@@ -102,7 +102,7 @@ class ReferenceGreedyTopMisranking(GreedyTopMisranking):
     The objective, budget and score are GTM's; only the target differs: the
     reference code's argmin over the other-label items, used as an index into
     the whole gallery (``targets.reference_other_label_targets``, docs/method.md
-    section 5.2). On Fashion-MNIST this target is often an item of the query's
+    section 5.1). On Fashion-MNIST this target is often an item of the query's
     own label, and pulling the query onto it breaks far more top-1 results than
     the true GTM does. Never part of ERS; ``ERS:ref`` substitutes it for GTM.
 

@@ -132,7 +132,7 @@ def nearest_other_label_targets(gallery: Tensor, labels: Tensor, queries: Tensor
 def reference_other_label_targets(gallery: Tensor, labels: Tensor, queries: Tensor, block_size: int = 1024) -> Tensor:
     """RobRank's GTM target: the argmin over the other-label items, taken as an index into the whole gallery.
 
-    A compatibility rule, never the default (docs/method.md section 5.2): the
+    A compatibility rule, never the default (docs/method.md section 5.1): the
     reference code ranks only the items whose label differs from the attacked
     item's, and uses the position of the nearest of them *in that subset* as a
     gallery index. The item it names is nearly arbitrary, often of the

@@ -23,8 +23,8 @@ from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
 from catride_core.commands.report import report
 from catride_core.commands.robustness import robustness
-from catride_core.retrieval.bootstrap import resample_indices, resampled_means
 from catride_core.commands.sweep import sweep
+from catride_core.retrieval.bootstrap import resample_indices, resampled_means
 
 TINY = {
     "models": ["pretrained", "ca_tride"],

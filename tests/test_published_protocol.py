@@ -9,12 +9,15 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from catride_core.attacks.targets import nearest_other_label_targets, reference_other_label_targets
+from catride_core import training
+from catride_core.attacks.targets import (
+    nearest_other_label_targets,
+    reference_other_label_targets,
+)
 from catride_core.commands.finetune import finetune
 from catride_core.commands.prepare import prepare
 from catride_core.commands.pretrain import pretrain
 from catride_core.defenses import act, tride
-from catride_core import training
 from catride_core.models import build_model, set_batchnorm_training, trains_batchnorm
 
 #: a run on 120 mnist5k digits whose defenses differ from the shared inner budget as the fashion preset's do

@@ -10,7 +10,10 @@ from torch import Tensor
 
 from catride_core.attacks.base import Gallery, Objective, RankingAttack, no_targets
 from catride_core.attacks.prank import own_item_mask, query_recall_at_1
-from catride_core.attacks.targets import nearest_other_label_targets, reference_other_label_targets
+from catride_core.attacks.targets import (
+    nearest_other_label_targets,
+    reference_other_label_targets,
+)
 from catride_core.distances import paired_distances, pairwise_distances
 
 

@@ -22,7 +22,11 @@ from catride_core.attacks.candidate_query import (
     QueryAttack,
 )
 from catride_core.attacks.embedding_space import EmbeddingShift, TargetedMismatch
-from catride_core.attacks.misranking import GreedyTopMisranking, LearningToMisrank, ReferenceGreedyTopMisranking
+from catride_core.attacks.misranking import (
+    GreedyTopMisranking,
+    LearningToMisrank,
+    ReferenceGreedyTopMisranking,
+)
 from catride_core.attacks.pgd import check_adversarial, check_inputs, pgd
 from catride_core.distributed import World
 from catride_core.models.embedding import eval_mode

@@ -40,3 +40,25 @@ def test_input_pipeline_benchmark_smoke_runs():
     assert "| path | one item, train | one item, test |" in out
     assert "| files (PIL decode + resize every epoch) | " in out and "| decode cache (mmap + crop) | " in out
     assert "| building the cache | |" in out
+
+
+def test_reference_quirks_script_prints_each_quirk_beside_catrides_value(tmp_path):
+    # a prepared mnist5k subset and an untrained c2f2: the script's table, not its numbers, is what is checked here
+    import yaml
+    from click.testing import CliRunner
+
+    from catride_core.commands.prepare import prepare
+    from catride_core.commands.pretrain import pretrain
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"prepare": {"dataset": "mnist5k", "max_per_class": 10},
+                                      "pretrain": {"epochs": 0, "embedding_dim": 16}}))
+    for command, args in ((prepare, ["--out", tmp_path / "data"]),
+                          (pretrain, ["--data", tmp_path / "data", "--checkpoint", tmp_path / "start.pt",
+                                      "--log", tmp_path / "log.csv", "--no-progress"])):
+        result = CliRunner().invoke(command, [str(a) for a in ["--params", params, *args]], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    out = run_script("benchmarks/reference_quirks.py", "--data", str(tmp_path / "data"),
+                     "--checkpoint", str(tmp_path / "start.pt"), "--queries", "6", "--steps", "2")
+    assert "| column | catride | with the quirk | difference | catride's 95 % half-width |" in out
+    assert all(f"| {column} | " in out for column in ("GTM", "ES:D", "LTM"))

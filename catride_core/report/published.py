@@ -143,7 +143,7 @@ def our_value(score: str, benign: Mapping[str, Any], robustness: Mapping[str, An
     if score in BENIGN_METRICS or score == "NMI":
         bounds = [_number((benign.get(f"benign_{end}") or {}).get(score)) for end in ("low", "high")]
         return _number(benign.get(score)), *bounds, _number(benign.get("NMI_std")) if score == "NMI" else None
-    if score in REFERENCE_COMPOSITES.values() or score in REFERENCE_COMPOSITES:
+    if score in (*REFERENCE_COMPOSITES, *REFERENCE_COMPOSITES.values()):
         return _number(robustness.get(score)), _number(robustness.get(f"{score}_low")), \
             _number(robustness.get(f"{score}_high")), None
     sides = [_number((robustness.get(side) or {}).get(score))

@@ -179,6 +179,7 @@ class EvaluateParams(Section):
     diagnostic_inverse_temperature: float = Field(
         10.0, ge=0.0, description="lambda of M_lambda in the collapseness diagnostic (the same for every model)"
     )
+    nmi_seeds: int = Field(5, ge=1, description="k-means runs NMI is the mean of (seeds derived from base.seed)")
 
 
 class AttackParams(Section):

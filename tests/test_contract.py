@@ -301,3 +301,17 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
     planted.write_text("from catride_core.attacks.runner import run_attacks\nimport catride_core.report.content\n")
     assert core_imports(planted) == {"catride_core.attacks.runner", "catride_core.report.content"}
     assert RANK[layer_of("catride_core.attacks.runner")] > RANK[layer_of("catride_core/retrieval/examples.py")]
+
+
+def test_the_report_declares_every_protocol_key_of_every_preset():
+    # the report compares these keys of the run with presets/<dataset>.yaml: a change to one must rerun it
+    from catride_core.report.published import preset_keys
+
+    declared = STAGES["report"]["params"]
+    assert {"docs/published.csv", "presets"} <= set(STAGES["report"]["deps"])
+    for preset in sorted((ROOT / "presets").glob("*.yaml")):
+        keys = list(preset_keys(yaml.safe_load(preset.read_text())))
+        assert "prepare.dataset" in keys and not any(k == "models" or k.startswith(("report.", "prepare.root"))
+                                                     for k in keys)
+        missing = [k for k in keys if not any(k == d or k.startswith(d + ".") for d in declared)]
+        assert not missing, f"{preset.name}: the report stage does not declare {missing}"

@@ -1,6 +1,7 @@
 """``catride report`` on small saved results: every table, figure and page it writes, and the HTML page rendered
 offline in headless Chromium."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 from saved_results import write_results
@@ -30,8 +32,8 @@ def write_png(path: Path, colour: str) -> None:
     Image.new("RGB", (40, 30), colour).save(path)
 
 
-def run_report(root: Path, *extra: str):
-    (root / "params.yaml").write_text(PARAMS)
+def run_report(root: Path, *extra: str, params: str = PARAMS):
+    (root / "params.yaml").write_text(params)
     out = root / "reports"
     args = ["--params", root / "params.yaml", "--metrics", root / "metrics", "--bootstrap", root / "bootstrap",
             "--logs", root / "logs", "--table", out / "robustness.csv", "--tradeoff", out / "tradeoff.csv",
@@ -49,6 +51,90 @@ def written(tmp_path_factory):
     result = run_report(root, "--sweep", root / "reports" / "sweep.png", "--examples", root / "reports" / "examples")
     assert result.exit_code == 0, result.output
     return root / "reports", result.output
+
+
+#: a Fashion-MNIST run of vanilla, ACT and TRIDE (no published row), the rest of params.yaml at its defaults
+FASHION = "prepare:\n  dataset: fashion\nmodels: [none, act, tride]\nreport:\n  example_models: [tride]\n"
+PUBLISHED = ("--published", ROOT / "docs" / "published.csv", "--presets", ROOT / "presets")
+
+
+def with_reference_rule(root: Path, model: str, gtm_ref: float, ers_ref: float) -> None:
+    """Add GTM:ref and ERS:ref (and their intervals, +- 1.5) to a saved robustness result, as gtm_ref leaves them."""
+    path = root / "metrics" / "robustness" / f"{model}.json"
+    metrics = json.loads(path.read_text())
+    for side, shift in (("adversarial", 0.0), ("adversarial_low", -1.5), ("adversarial_high", 1.5)):
+        metrics[side]["GTM:ref"] = gtm_ref + shift
+    metrics |= {"ERS:ref": ers_ref, "ERS:ref_low": ers_ref - 1.5, "ERS:ref_high": ers_ref + 1.5}
+    path.write_text(json.dumps(metrics))
+
+
+def report_of(root: Path, params: str, *extra) -> str:
+    result = run_report(root, *extra, params=params)
+    assert result.exit_code == 0, result.output
+    return (root / "reports" / "index.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    root = write_results(tmp_path_factory.mktemp("fashion"), ("none", "act", "tride"))
+    with_reference_rule(root, "none", gtm_ref=12.0, ers_ref=4.4)
+    return root, report_of(root, FASHION, *PUBLISHED)
+
+
+def test_a_fashion_run_is_set_against_each_published_table_of_fashion(fashion):
+    _, markdown = fashion
+    section = markdown.split("## Against the published numbers", 1)[1].split("## Figures", 1)[0]
+    # one table per published source of Fashion-MNIST, each naming its source and its caveats
+    assert section.count("### RobRank repository") == 2 and "doc/dmltab-fashion.txt" in section
+    assert "- best-epoch numbers of multi-GPU runs" in section
+    # saved_results: ERS of none is 4.0 [2.5, 5.5]; published 4.2 (per attack) and 4.5 (README): within
+    assert "| none | ERS | 4.0 [2.5, 5.5] | 4.2 | -0.2 | yes |" in section
+    assert "| none | ERS | 4.0 [2.5, 5.5] | 4.5 | -0.5 | yes |" in section
+    # GTM (the 9th score, 8.0) and GTM:ref against the same published 12.6; ERS:ref likewise
+    assert "| none | GTM | 8.0 [7.5, 8.5] | 12.6 | -4.6 | no |" in section
+    assert "| none | GTM:ref | 12.0 [10.5, 13.5] | 12.6 | -0.6 | yes |" in section
+    assert "| none | ERS:ref | 4.4 [2.9, 5.9] | 4.2 | +0.2 | yes |" in section
+    # act was not attacked with gtm_ref: its reference-rule rows say so
+    assert "| act | GTM:ref | n/a | 60.2 | n/a | n/a |" in section
+    # benign: RobRank's mAP@R against our mAP@10 (78.0 +- 1), NMI as mean +- std over k-means seeds; TMA with 3 decimals
+    assert "| none | mAP@10 | 78.0 [77.0, 79.0] | 83.1 | -5.1 | no |" in section
+    assert "| none | NMI | 70.0 ± 0.5 | 76.6 | -6.6 | n/a |" in section
+    assert "| act | TMA | 4.000 [3.500, 4.500] | 0.259 | +3.741 | no |" in section
+    # tride has no published row
+    assert "| tride |" not in section
+
+
+def test_the_fashion_runs_departures_from_robranks_protocol_are_listed(fashion):
+    _, markdown = fashion
+    section = markdown.split("### Departures from the published protocol", 1)[1].split("## Figures", 1)[0]
+    assert "presets/fashion.yaml`" in section
+    assert "| pretrain.epochs | 8 | 0 |" in section and "| finetune.none.miner | gradual_semihard | random |" in section
+    assert "| attack.max_queries | 250 | null |" in section
+    assert "| finetune.tride.ramp | progress | epoch |" in section
+    # the data's folder, the models and the report's figures are not the protocol
+    assert "| prepare.root |" not in section and "| models |" not in section and "| report." not in section
+
+
+def test_a_run_with_the_preset_applied_follows_the_published_protocol(tmp_path):
+    root = write_results(tmp_path, ("none", "act"))
+    params = yaml.safe_load((ROOT / "presets" / "fashion.yaml").read_text()) | {
+        "models": ["none", "act"], "report": {"example_models": ["act"]}}
+    params["prepare"]["root"] = "elsewhere"  # where the data lives is no departure
+    markdown = report_of(root, yaml.safe_dump(params), *PUBLISHED)
+    assert "The run follows the published protocol (`" in markdown and "| setting | this run |" not in markdown
+
+
+def test_a_run_on_a_dataset_without_published_numbers_has_no_such_section(tmp_path):
+    root = write_results(tmp_path)
+    without = report_of(root, PARAMS)
+    with_published = report_of(root, PARAMS, *PUBLISHED)
+    assert "Against the published numbers" not in with_published and with_published == without
+
+
+def test_published_and_presets_go_together(tmp_path):
+    root = write_results(tmp_path)
+    result = run_report(root, "--published", ROOT / "docs" / "published.csv", params=FASHION)
+    assert result.exit_code == 2 and "--published and --presets go together" in result.output
 
 
 def test_report_writes_the_tables_with_intervals(written):
@@ -136,10 +222,13 @@ def table_widths(page: Path, width: int) -> tuple[int, list[int]]:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium); "
                                              "the report's layout on a 1,280 px screen is not checked")
-@pytest.mark.parametrize("which", ["written", "committed"])
-def test_no_table_of_the_report_is_wider_than_a_laptop_screen(which, written, tmp_path):
-    # the committed report of the default pipeline (seven models), and one written here with intervals on every score
-    page = written[0] / "index.html" if which == "written" else shutil.copy(ROOT / "reports" / "index.html", tmp_path)
+@pytest.mark.parametrize("which", ["written", "committed", "fashion"])
+def test_no_table_of_the_report_is_wider_than_a_laptop_screen(which, written, fashion, tmp_path):
+    # the committed report of the default pipeline (seven models), one written here with intervals on every score,
+    # and one set against the published numbers
+    page = {"written": written[0] / "index.html", "fashion": fashion[0] / "reports" / "index.html",
+            "committed": ROOT / "reports" / "index.html"}[which]
+    page = shutil.copy(page, tmp_path)
     viewport, rights = table_widths(Path(page), 1280)
     assert viewport == 1280 and len(rights) >= 4, (viewport, rights)
     assert max(rights) <= viewport, f"a table runs off a 1,280 px page: right edges {rights}"

@@ -232,6 +232,21 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def read_text(path: str | Path) -> str:
+    """A text file the project keeps (``docs/published.csv``).
+
+    Raises:
+        ArtifactError: the file is missing or unreadable.
+    """
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not a readable text file ({exc})") from None
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

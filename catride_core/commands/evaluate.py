@@ -6,7 +6,12 @@ import click
 import pandas as pd
 
 from catride_core.artifacts.checkpoints import load_checkpoint
-from catride_core.artifacts.files import ensure_writable, rounded, write_json
+from catride_core.artifacts.files import (
+    SCORE_DECIMALS,
+    ensure_writable,
+    rounded,
+    write_json,
+)
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
@@ -19,6 +24,7 @@ from catride_core.commands.common import (
 from catride_core.data.prepared import build_dataset
 from catride_core.distributed import distributed
 from catride_core.errors import ParamsError
+from catride_core.retrieval.bootstrap import mean_intervals
 from catride_core.retrieval.evaluation import benign_metrics
 
 
@@ -31,7 +37,10 @@ from catride_core.retrieval.evaluation import benign_metrics
               help="metrics JSON to write (default: print the table only)")
 def evaluate(params_path: str | None, overrides: tuple[str, ...], data_dir: str, checkpoint: str,
              metrics_path: str | None) -> None:
-    """Benign retrieval metrics of a model on the test split: R@K, mAP, mAP@R, NMI (in %), collapse diagnostics.
+    """Benign retrieval metrics of a model on the test split: R@K, mAP, mAP@R, mAP@10, NMI (in %), collapse diagnostics.
+
+    The means over the test queries get percentile bootstrap intervals (``benign_low``, ``benign_high``)
+    with the resamples and confidence of the ``robustness`` params.
 
     Runs on any saved checkpoint and prepared data, inside the pipeline or not
     (README "Ad-hoc use"). Under ``torchrun --nproc_per_node N`` the work is
@@ -49,11 +58,15 @@ def evaluate(params_path: str | None, overrides: tuple[str, ...], data_dir: str,
         if too_deep:
             raise ParamsError(f"{params_path or 'params'}: evaluate.recall_at: R@{too_deep[0]} asked of a gallery of "
                               f"{len(test_set) - 1} items (the test split without the query)")
-        metrics = benign_metrics(model, test_set, cfg.batch_size, device, cfg.recall_at, cfg.block_size,
-                                 cfg.diagnostic_inverse_temperature, params.base.seed, world)
-    if not world.is_main:
+        found = benign_metrics(model, test_set, cfg.batch_size, device, cfg.recall_at, cfg.block_size,
+                               cfg.diagnostic_inverse_temperature, params.base.seed, world, cfg.nmi_seeds)
+    if found is None:
         return
-    metrics = rounded(metrics)
+    bounds = mean_intervals(found.per_query, params.base.seed, params.robustness.resamples,
+                            params.robustness.confidence)
+    metrics = {key: None if value is None else round(float(value), SCORE_DECIMALS) for key, value in found.metrics.items()}
     if metrics_path is not None:
-        write_json(metrics_path, metrics)
-    echo_table(pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())}), decimals=2)
+        write_json(metrics_path, metrics | {f"benign_{end}": rounded({name: bound[i] for name, bound in bounds.items()})
+                                            for i, end in enumerate(("low", "high"))})
+    shown = {key: value for key, value in metrics.items() if value is not None}
+    echo_table(pd.DataFrame({"metric": list(shown), "value": list(shown.values())}), decimals=2)

@@ -18,6 +18,7 @@ from catride_core.artifacts.files import (
     read_csv,
     read_json,
     read_png,
+    read_text,
     save_figures,
     write_csv,
     write_text,
@@ -28,9 +29,10 @@ from catride_core.commands.common import (
     read_params,
     stage,
 )
+from catride_core.config import Params, parse_params, read_params_mapping
 from catride_core.errors import ArtifactError
-from catride_core.report import content, figures
-from catride_core.report.document import to_html, to_markdown
+from catride_core.report import content, figures, published
+from catride_core.report.document import Block, to_html, to_markdown
 from catride_core.retrieval.robustness import summary_problem
 
 #: an optional input: a folder, or (``_FILE_IN``) one file
@@ -91,6 +93,24 @@ def read_resamples(folder: Path, table: pd.DataFrame, said_by: dict[str, Path],
     return resamples
 
 
+def published_section(params: Params, published_path: str, presets_dir: str, benign: dict[str, dict[str, Any]],
+                      robust: dict[str, dict[str, Any]], confidence: float) -> list[Block]:
+    """The report's "Against the published numbers", where ``published_path`` has numbers of the run's dataset.
+
+    The run's params are compared with the published protocol, ``<presets_dir>/<dataset>.yaml``.
+    """
+    rows = published.parse_published(read_text(published_path), published_path)
+    dataset = params.prepare.dataset
+    if not any(row.dataset == dataset for row in rows):
+        return []
+    preset_path = Path(presets_dir) / f"{dataset}.yaml"
+    preset = read_params_mapping(preset_path)
+    departures = published.protocol_departures(params, parse_params(preset, source=str(preset_path)),
+                                               list(published.preset_keys(preset)))
+    tables = published.compare(rows, dataset, params.models, benign, robust)
+    return content.published_blocks(dataset, tables, departures, preset_path.as_posix(), confidence)
+
+
 @stage
 @ADHOC_PARAMS_OPTION
 @SET_OPTION
@@ -104,11 +124,16 @@ def read_resamples(folder: Path, table: pd.DataFrame, said_by: dict[str, Path],
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), required=True, help="markdown report")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), required=True, help="the same report as one self-contained HTML page")
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False), required=True, help="folder of the report's PNG figures")
+@click.option("--published", "published_path", **_FILE_IN,
+              help="CSV of published numbers (docs/published.csv): adds the comparison where it has the run's dataset")
+@click.option("--presets", "presets_dir", **_DIR_IN, help="folder of the published protocols (presets/), with --published")
 @click.option("--commit", default=None, help="the code's commit as shown in the report (default: asked of git)")
 def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str, bootstrap_dir: str | None, logs_dir: str | None, sweep_path: str | None,
            examples_dir: str | None, table_path: str, tradeoff_path: str, markdown_path: str, html_path: str,
-           figures_dir: str, commit: str | None) -> None:
+           figures_dir: str, published_path: str | None, presets_dir: str | None, commit: str | None) -> None:
     """The comparison of every model: CSV tables, a markdown report, one HTML page and PNG figures."""
+    if (published_path is None) != (presets_dir is None):
+        raise click.UsageError("--published and --presets go together: the comparison needs the published protocol")
     params = read_params(params_path, overrides)
     ensure_writable(table_path, tradeoff_path, markdown_path, html_path)
     ensure_folder_writable(figures_dir, {f"{name}.png" for name in figures.FIGURES})
@@ -141,7 +166,9 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
     if sweep_path is not None:
         shown["sweep"] = sweep_path
     settings = content.settings_rows(params, commit or git_commit(), bootstrap)
-    blocks = content.report_blocks(table, comparisons, confidence, settings, shown, examples)
+    against = [] if published_path is None else published_section(params, published_path, presets_dir, benign, robust,
+                                                                  confidence)
+    blocks = content.report_blocks(table, comparisons, confidence, settings, shown, examples, against)
 
     write_csv(table_path, table)
     write_csv(tradeoff_path, content.tradeoff_table(table))

@@ -30,6 +30,7 @@ from catride_core.retrieval.bootstrap import (
 )
 from catride_core.retrieval.robustness import (
     attack_result_problem,
+    ers_reference,
     per_query_problem,
     robustness_summary,
 )
@@ -73,12 +74,16 @@ def _rounded(value: float | None) -> float | None:
 
 
 def replicates_table(replicates: Replicates) -> pd.DataFrame:
-    """One row per resample: ERS, ARS (empty where None) and the adversarial scores in ``names.SCORES`` order."""
+    """One row per resample: ERS, ARS (empty where None), the adversarial scores in ``names.SCORES`` order, then
+    ERS:ref and the reference-rule scores where they were attacked."""
     scores = [score for score in SCORES if score in replicates.adversarial]
+    references = [score for score in replicates.adversarial if score not in SCORES]
     return pd.DataFrame({
         "ERS": np.nan if replicates.ers is None else replicates.ers,
         "ARS": np.nan if replicates.ars is None else replicates.ars,
         **{score: replicates.adversarial[score] for score in scores},
+        **({} if replicates.ers_reference is None else {"ERS:ref": replicates.ers_reference}),
+        **{score: replicates.adversarial[score] for score in references},
     })
 
 
@@ -96,7 +101,8 @@ def bounds_of(key: str, bounds: dict[str, tuple[float, float] | None]) -> dict[s
 @click.option("--bootstrap", "bootstrap_path", type=click.Path(dir_okay=False), required=True,
               help="CSV to write: ERS, ARS and every adversarial score in each bootstrap resample")
 def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: str, bootstrap_path: str) -> None:
-    """ERS and ARS (docs/method.md section 6) of one model from its attack results, with bootstrap intervals."""
+    """ERS and ARS (docs/method.md section 6) of one model from its attack results, with bootstrap intervals;
+    ERS:ref as well where gtm_ref was attacked."""
     params = load_params(params_path)
     ensure_writable(out_path, bootstrap_path)
     benign = read_json(benign_path)
@@ -105,6 +111,8 @@ def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: s
             raise ArtifactError(f"{benign_path}: {key!r} is missing or not a finite number")
     means, per_query, queries = read_attacks(Path(attacks_dir), params.attack.names)
     summary = robustness_summary(means["clean"], means["adversarial"], benign["R@1"], benign["spread"])
+    if summary["ERS"] is not None and ers_reference(means["adversarial"]) is not None:
+        summary["ERS:ref"] = ers_reference(means["adversarial"])
     cfg, seed = params.robustness, params.base.seed
     replicates = bootstrap_replicates(per_query["clean"], per_query["adversarial"],
                                       resample_indices(seed, queries, cfg.resamples), benign["R@1"], benign["spread"])
@@ -112,7 +120,7 @@ def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: s
     write_csv(bootstrap_path, replicates_table(replicates))
     write_json(out_path, {
         **{key: _rounded(value) for key, value in summary.items()},
-        **bounds_of("ERS", bounds), **bounds_of("ARS", bounds),
+        **{key: value for name in summary for key, value in bounds_of(name, bounds).items()},
         "adversarial": means["adversarial"], "clean": means["clean"],
         **{f"adversarial_{end}": {score: _rounded(bounds[score][i]) for score in means["adversarial"]}
            for i, end in enumerate(("low", "high"))},

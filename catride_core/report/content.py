@@ -26,6 +26,7 @@ from catride_core.report.document import (
     Paragraph,
     Table,
 )
+from catride_core.report.published import Comparison, Departure
 from catride_core.retrieval.bootstrap import is_different, paired_difference
 
 BENIGN_COLUMNS = ("R@1", "R@2", "mAP", "NMI")
@@ -276,6 +277,7 @@ def report_blocks(
     settings: Sequence[tuple[str, str]],
     figures: Mapping[str, str],
     examples: Sequence[str] = (),
+    published: Sequence[Block] = (),
 ) -> list[Block]:
     """The whole report: ranking and paired comparisons, the tables with intervals, the figures, the settings.
 
@@ -286,6 +288,7 @@ def report_blocks(
         settings: ``settings_rows``.
         figures: key of ``FIGURE_CAPTIONS`` -> the figure's path (only those given are shown).
         examples: paths of the retrieval-example grids, shown in this order.
+        published: ``published_blocks`` where the dataset has published numbers, shown after the clean accuracy.
     """
     blocks: list[Block] = [
         Heading("Robustness report", 1),
@@ -315,6 +318,7 @@ def report_blocks(
         Table(("model", *BENIGN_COLUMNS, *DIAGNOSTIC_COLUMNS),
               tuple((row.model, *(_number(row[c], c) for c in (*BENIGN_COLUMNS, *DIAGNOSTIC_COLUMNS)))
                     for _, row in table.iterrows())),
+        *published,
         Heading("Figures"),
     ]
     blocks += [Image(figures[key], caption) for key, caption in FIGURE_CAPTIONS.items() if key in figures]
@@ -323,4 +327,80 @@ def report_blocks(
                    Paragraph("Fixed test queries and their top results before and after an attack.")]
         blocks += [Image(path, f"Retrieval example: {path.rsplit('/', 1)[-1].removesuffix('.png')}") for path in examples]
     blocks += [Heading("Settings"), Table(("setting", "value"), tuple(settings))]
+    return blocks
+
+
+def _ours(comparison: Comparison) -> str:
+    """Our value with its interval in brackets, or ``± std`` over k-means seeds (NMI)."""
+    digits = DECIMALS.get(comparison.published.metric, 1)
+    if comparison.ours is None:
+        return "n/a"
+    text = f"{comparison.ours:.{digits}f}"
+    if comparison.low is not None and comparison.high is not None:
+        return f"{text} [{comparison.low:.{digits}f}, {comparison.high:.{digits}f}]"
+    return text if comparison.spread is None else f"{text} ± {comparison.spread:.{digits}f}"
+
+
+def _within(comparison: Comparison) -> str:
+    return {True: "yes", False: "no", None: "n/a"}[comparison.within]
+
+
+def _setting(value: Any) -> str:
+    """A params value as in params.yaml: budgets as k/255, lists in brackets, null for None."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return _budget(value) if abs(value * 255 - round(value * 255)) < 1e-9 and value < 1 else f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_setting(item) for item in value) + "]"
+    return str(value)
+
+
+def published_blocks(
+    dataset: str, tables: Mapping[str, Sequence[Comparison]], departures: Sequence[Departure], preset: str,
+    confidence: float,
+) -> list[Block]:
+    """The section "Against the published numbers": one table per published source, then the protocol's departures.
+
+    Args:
+        dataset: the run's ``prepare.dataset``.
+        tables: ``published.compare``'s comparisons, per published table.
+        departures: ``published.protocol_departures`` against ``preset``.
+        preset: the preset file of the published protocol, as shown (``presets/fashion.yaml``).
+        confidence: the intervals' coverage, as printed.
+    """
+    blocks: list[Block] = [
+        Heading("Against the published numbers"),
+        Paragraph(f"Every published number on `{dataset}` from `docs/published.csv` against ours: ours with its"
+                  f" {confidence:.0%} bootstrap interval where it has one (NMI: mean ± standard deviation over"
+                  " k-means seeds), ours minus published, and whether the published value lies within our interval."
+                  " GTM and ERS are shown twice against the same published value: ours with the correct target rule"
+                  " (GTM, ERS) and with RobRank's (GTM:ref, ERS:ref, where `gtm_ref` was attacked). Published"
+                  " mAP@R is RobRank's, with R fixed at 10: it is compared with our mAP@10."),
+    ]
+    for comparisons in tables.values():
+        if not comparisons:
+            continue
+        first = comparisons[0].published
+        notes = dict.fromkeys(note for c in comparisons for note in c.published.note.split("; ") if note)
+        blocks += [
+            Heading(first.source, 3),
+            Bullets(tuple(notes)) if notes else Paragraph("No caveat given."),
+            Table(("model", "score", "ours", "published", "difference", "published within ours"),
+                  tuple((c.model, c.score, _ours(c), _number(c.published.value, c.published.metric),
+                         "n/a" if c.difference is None else f"{c.difference:+.{DECIMALS.get(c.published.metric, 1)}f}",
+                         _within(c)) for c in comparisons)),
+        ]
+    blocks.append(Heading("Departures from the published protocol", 3))
+    if not departures:
+        blocks.append(Paragraph(f"The run follows the published protocol (`{preset}`)."))
+    else:
+        blocks += [
+            Paragraph(f"Where the run's params differ from `{preset}` (every key it sets but `prepare.root`,"
+                      " `models` and `report`):"),
+            Table(("setting", "this run", "published protocol"),
+                  tuple((d.key, _setting(d.ours), _setting(d.published)) for d in departures)),
+        ]
     return blocks

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catride_core.retrieval.robustness import robustness_summary
+from catride_core.retrieval.robustness import ers_reference, robustness_summary
 
 #: bound on the values gathered at once when resampling (float64: 128 MiB)
 _GATHER_LIMIT = 1 << 24
@@ -33,6 +33,8 @@ class Replicates:
         adversarial: display score -> its adversarial mean over each resample's queries.
         ers: ERS of each resample; None when some score was not attacked (as in ``robustness_summary``).
         ars: ARS of each resample, likewise.
+        ers_reference: ERS:ref of each resample (``robustness.ers_reference``); None when the
+            reference-rule attack or some ERS score was not attacked.
 
     Shape:
         every array: (R,), R resamples
@@ -41,6 +43,7 @@ class Replicates:
     adversarial: dict[str, np.ndarray]
     ers: np.ndarray | None
     ars: np.ndarray | None
+    ers_reference: np.ndarray | None = None
 
 
 def resample_indices(seed: int, n_queries: int, resamples: int) -> np.ndarray:
@@ -82,6 +85,24 @@ def resampled_means(per_query: Mapping[str, np.ndarray], indices: np.ndarray) ->
     return {name: means[:, column] for column, name in enumerate(names)}
 
 
+def mean_intervals(
+    per_query: Mapping[str, np.ndarray], seed: int, resamples: int, confidence: float
+) -> dict[str, tuple[float, float]]:
+    """The percentile interval of each column's mean over its N queries (the benign metrics' intervals).
+
+    Each resample draws N of the N queries with replacement
+    (``resample_indices(seed, N, resamples)``), the same draws for every column.
+
+    Shape:
+        per_query: each (N,), N >= 1
+    """
+    if not per_query:
+        return {}
+    n_queries = len(next(iter(per_query.values())))
+    means = resampled_means(per_query, resample_indices(seed, n_queries, resamples))
+    return {name: percentile_interval(values, confidence) for name, values in means.items()}
+
+
 def bootstrap_replicates(
     clean: Mapping[str, np.ndarray],
     adversarial: Mapping[str, np.ndarray],
@@ -89,11 +110,12 @@ def bootstrap_replicates(
     r1_clean: float,
     spread: float,
 ) -> Replicates:
-    """Every score's adversarial mean, ERS and ARS on each resample of the attacked queries.
+    """Every score's adversarial mean, ERS, ARS and ERS:ref on each resample of the attacked queries.
 
     The clean and adversarial means of a resample are taken over the same
     queries; ERS and ARS come from them through ``robustness_summary``, with
-    the model's benign R@1 and embedding spread (whole test set) held fixed.
+    the model's benign R@1 and embedding spread (whole test set) held fixed,
+    and ERS:ref through ``ers_reference`` (where ERS and the reference scores exist).
 
     Args:
         clean: display score -> its clean value on each attacked query. Shape: (Q,) each
@@ -104,20 +126,21 @@ def bootstrap_replicates(
     """
     clean_means = resampled_means(clean, indices)
     adversarial_means = resampled_means(adversarial, indices)
-    summaries = [
-        robustness_summary(
-            {name: float(means[r]) for name, means in clean_means.items()},
-            {name: float(means[r]) for name, means in adversarial_means.items()},
-            r1_clean,
-            spread,
-        )
+    rows = [
+        ({name: float(means[r]) for name, means in clean_means.items()},
+         {name: float(means[r]) for name, means in adversarial_means.items()})
         for r in range(indices.shape[0])
     ]
+    summaries = [robustness_summary(clean_row, adversarial_row, r1_clean, spread) for clean_row, adversarial_row in rows]
+    # ERS:ref exists where ERS does and the reference-rule attack was run
+    references = [None if summary["ERS"] is None else ers_reference(row)
+                  for (_, row), summary in zip(rows, summaries, strict=True)]
 
     def column(key: str) -> np.ndarray | None:
         return None if summaries[0][key] is None else np.array([summary[key] for summary in summaries])
 
-    return Replicates(adversarial=adversarial_means, ers=column("ERS"), ars=column("ARS"))
+    ers_ref = None if references[0] is None else np.array(references)
+    return Replicates(adversarial=adversarial_means, ers=column("ERS"), ars=column("ARS"), ers_reference=ers_ref)
 
 
 def _check_confidence(confidence: float) -> None:
@@ -143,10 +166,11 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[floa
 
 
 def intervals(replicates: Replicates, confidence: float) -> dict[str, tuple[float, float] | None]:
-    """The percentile interval of ``ERS``, ``ARS`` and every adversarial score; None for a composite that is None."""
+    """The percentile interval of ``ERS``, ``ARS``, ``ERS:ref`` and every adversarial score; None for a composite
+    that is None."""
     found: dict[str, tuple[float, float] | None] = {
         key: None if values is None else percentile_interval(values, confidence)
-        for key, values in (("ERS", replicates.ers), ("ARS", replicates.ars))
+        for key, values in (("ERS", replicates.ers), ("ARS", replicates.ars), ("ERS:ref", replicates.ers_reference))
     }
     return found | {score: percentile_interval(values, confidence) for score, values in replicates.adversarial.items()}
 

@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from catride_core.models.embedding import embed
 from catride_core.retrieval.collapse import collapse_diagnostics
-from catride_core.retrieval.metrics import rank_metrics, recall_at_1, summary_metrics
+from catride_core.retrieval.metrics import (
+    query_means,
+    rank_metrics,
+    recall_at_1,
+    summary_metrics,
+)
 
 if TYPE_CHECKING:
     # only the stages that run under torchrun pass a World; this module does not need it otherwise
     from catride_core.distributed import World
+
+
+@dataclass(frozen=True)
+class BenignEvaluation:
+    """What ``benign_metrics`` finds on the first process.
+
+    Attributes:
+        metrics: R@K, mAP, mAP@R, mAP@10, NMI, NMI_std (in %) and the collapse diagnostics.
+        per_query: each mean's per-query values in % (``metrics.query_means``), in test order,
+            for the bootstrap intervals of the means.
+    """
+
+    metrics: dict[str, float | None]
+    per_query: dict[str, np.ndarray]
 
 
 def benign_metrics(
@@ -28,18 +49,19 @@ def benign_metrics(
     diagnostic_inverse_temperature: float,
     seed: int,
     world: World,
-) -> dict[str, float] | None:
-    """R@K, mAP, mAP@R and NMI (in %) of a test set ranked against itself, and its collapse diagnostics.
+    n_nmi_seeds: int,
+) -> BenignEvaluation | None:
+    """R@K, mAP, mAP@R, mAP@10 and NMI (in %) of a test set ranked against itself, and its collapse diagnostics.
 
     The test set is embedded ``batch_size`` images at a time and ranked
     ``block_size`` queries at a time. With several processes each embeds its
     shard of whole batches and ranks its shard of whole blocks against the
     gathered gallery; the first process gathers the per-query values and
-    computes the means, NMI and the diagnostics on all embeddings, so the
-    result is that of one process.
+    computes the means, NMI (over ``n_nmi_seeds`` k-means runs) and the
+    diagnostics on all embeddings, so the result is that of one process.
 
     Returns:
-        the metrics on the first process (``world.is_main``), None on the others.
+        the metrics and per-query values on the first process (``world.is_main``), None on the others.
     """
     embeddings = world.embed(model, test_set, batch_size, device)
     labels = torch.as_tensor(test_set.labels)
@@ -48,14 +70,15 @@ def benign_metrics(
                  for name, values in query_metrics(embeddings, labels, recall_at, block_size, queries).items()}
     if not world.is_main:
         return None
-    metrics = summary_metrics(per_query, embeddings, labels, recall_at, seed)
-    return metrics | collapse_diagnostics(embeddings, labels, diagnostic_inverse_temperature, seed)
+    metrics = summary_metrics(per_query, embeddings, labels, recall_at, seed, n_nmi_seeds)
+    metrics |= collapse_diagnostics(embeddings, labels, diagnostic_inverse_temperature, seed)
+    return BenignEvaluation(metrics, query_means(per_query, recall_at))
 
 
 def query_metrics(
     embeddings: Tensor, labels: Tensor, recall_at: Sequence[int], block_size: int, queries: range | None = None
 ) -> dict[str, Tensor]:
-    """Per-query R@K, AP and AP@R of the test items ``queries`` (all by default) against the whole test set.
+    """Per-query R@K, AP, AP@R and AP@10 of the test items ``queries`` (all by default) against the whole test set.
 
     The per-query part of ``metrics.retrieval_metrics``: each query's own item
     is excluded by index (``metrics.rank_metrics``).

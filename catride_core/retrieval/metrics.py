@@ -1,4 +1,4 @@
-"""Benign retrieval metrics (docs/method.md sections 1 and 6): R@K, mAP, mAP@R, NMI.
+"""Benign retrieval metrics (docs/method.md sections 1 and 6): R@K, mAP, mAP@R, mAP@10, NMI.
 
 Every test item is a query against a gallery; the query's own gallery item is
 removed from its ranking *by index*, so duplicates of it stay in the list.
@@ -15,10 +15,13 @@ import torch
 from torch import Tensor
 
 from catride_core.retrieval.knn import nearest_neighbors
+from catride_core.runtime import derive_seed
 
 # k-means iterations of NMI, at most: faiss's default, the value NMI has always
 # used (faiss stops earlier once an iteration leaves the objective unchanged)
 KMEANS_ITERATIONS = 25
+#: the fixed depth of RobRank's "mAP@R" (its validation passes rs=[10]): reported as mAP@10
+AP_DEPTH = 10
 
 # Above this mean number of relevant items per query (over a block), one
 # binary search of every gallery item among the relevant distances is cheaper
@@ -52,15 +55,17 @@ def rank_metrics(
     - ``R@K``: 1 if any of the K nearest items has the query's label, else 0.
     - ``AP``: (1/R) sum_i P(i) rel(i) over the full ranking.
     - ``AP@R``: (1/R) sum_{i <= R} P(i) rel(i) (Musgrave et al., "MAP@R").
+    - ``AP@10``: (1/10) sum_{i <= 10} P(i) rel(i), RobRank's "mAP@R" with R
+      fixed at ``AP_DEPTH`` = 10 for every query (not the number of relevant items).
 
-    A query with no relevant gallery item (R = 0) gets AP = AP@R = 0.
+    A query with no relevant gallery item (R = 0) gets AP = AP@R = AP@10 = 0.
 
     No ranking is sorted: every metric follows from the ranks of the relevant
     items alone. The k-th relevant item in (distance, index) order has rank
     r_k = 1 + the number of gallery items ahead of it (smaller distance, or
     equal distance and smaller index; the own item never counts), so that
-    R@K = [r_1 <= K], AP = (1/R) sum_k k / r_k and AP@R the same sum over
-    r_k <= R. The relevant distances are sorted per query (R log R) and the
+    R@K = [r_1 <= K], AP = (1/R) sum_k k / r_k, AP@R the same sum over
+    r_k <= R and AP@10 the sum over r_k <= 10 divided by 10. The relevant distances are sorted per query (R log R) and the
     gallery is counted against them, by one pass per relevant item when R is
     small or by a binary search of every item when it is large (G log R).
     The sums are taken in rank order, one term after the other, as a loop over
@@ -86,7 +91,7 @@ def rank_metrics(
         block_size: queries ranked at once.
 
     Returns:
-        ``{"R@K": ..., "AP": ..., "AP@R": ...}`` as float64 on the queries' device.
+        ``{"R@K": ..., "AP": ..., "AP@R": ..., "AP@10": ...}`` as float64 on the queries' device.
         Shape: each (Q,)
     """
     _check_inputs(queries, query_labels, gallery, gallery_labels, exclude)
@@ -119,7 +124,7 @@ def rank_metrics(
     # a k-th relevant item are then a prefix, and counting passes skip the rest
     order = n_relevant.argsort(descending=True, stable=True)
 
-    names = [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]
+    names = [f"R@{k}" for k in recall_at] + ["AP", "AP@R", f"AP@{AP_DEPTH}"]
     out = {name: torch.zeros(n_queries, dtype=torch.float64, device=device) for name in names}
     width = min(block_size, n_queries)
     # one set of (B, G) buffers for all blocks: fresh ones cost more than the arithmetic
@@ -325,7 +330,7 @@ def _rows_per_column(n_relevant: Tensor, width: int) -> list[int]:
 
 
 def _metrics_from_ranks(ranks: Tensor, n_relevant: Tensor, recall_at: Sequence[int]) -> dict[str, Tensor]:
-    """R@K, AP and AP@R of each query from its relevant items' ranks (ascending).
+    """R@K, AP, AP@R and AP@10 of each query from its relevant items' ranks (ascending).
 
     Rows must come in order of decreasing ``n_relevant``; AP sums its terms
     k / r_k in rank order, one after the other.
@@ -341,14 +346,18 @@ def _metrics_from_ranks(ranks: Tensor, n_relevant: Tensor, recall_at: Sequence[i
     # tensor / tensor: a Python number / tensor would multiply by a rounded reciprocal
     precision = torch.arange(1, width + 1, dtype=torch.float64, device=device)[None, :] / ranks.double()
     within_r = (ranks <= n_relevant[:, None]).double()
+    within_depth = (ranks <= AP_DEPTH).double()
     ap = torch.zeros(b, dtype=torch.float64, device=device)
     ap_r = torch.zeros_like(ap)
+    ap_depth = torch.zeros_like(ap)
     for k, n in enumerate(_rows_per_column(n_relevant, width)):
         ap[:n] += precision[:n, k]
         ap_r[:n] += precision[:n, k] * within_r[:n, k]
+        ap_depth[:n] += precision[:n, k] * within_depth[:n, k]
     denominator = n_relevant.clamp_min(1).double()
     metrics["AP"] = ap / denominator
     metrics["AP@R"] = ap_r / denominator
+    metrics[f"AP@{AP_DEPTH}"] = ap_depth / torch.full_like(ap_depth, AP_DEPTH)
     return metrics
 
 
@@ -420,33 +429,57 @@ def nmi(
     return float(normalized_mutual_info_score(labels.cpu().numpy(), assigned[:, 0]))
 
 
+def nmi_seeds(seed: int, n_seeds: int) -> list[int]:
+    """The k-means seeds of NMI: ``n_seeds`` streams derived from ``seed``, each below 2^31 (faiss takes a C int)."""
+    if n_seeds < 1:
+        raise ValueError(f"NMI needs at least one k-means seed, got {n_seeds}")
+    return [derive_seed(seed, k) % (1 << 31) for k in range(n_seeds)]
+
+
+def nmi_over_seeds(embeddings: Tensor, labels: Tensor, n_clusters: int, seeds: Sequence[int]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof 1) of ``nmi`` over k-means runs with each of ``seeds``.
+
+    One k-means run is a draw: on the same embeddings, runs that differ only
+    by their seed differ by up to several NMI points, so one run's NMI is not
+    the embeddings' NMI. The standard deviation is None for a single seed.
+
+    Shape:
+        embeddings: (N, D), labels: (N,)
+    """
+    values = np.array([nmi(embeddings, labels, n_clusters, seed) for seed in seeds])
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None
+
+
 def retrieval_metrics(
     embeddings: Tensor,
     labels: Tensor,
     recall_at: Sequence[int],
     block_size: int,
     seed: int,
-) -> dict[str, float]:
+    n_nmi_seeds: int = 1,
+) -> dict[str, float | None]:
     """Benign metrics of a test set against itself, in percent.
 
     Every item is a query, the gallery is the whole set and each query's own
-    item is excluded by index. R@K, mAP and mAP@R are means over the queries
-    (see ``rank_metrics``); NMI uses k = number of distinct labels.
+    item is excluded by index. R@K, mAP, mAP@R and mAP@10 are means over the
+    queries (see ``rank_metrics``); NMI uses k = number of distinct labels.
 
     Args:
         embeddings: Shape: (N, D)
         labels: Shape: (N,)
         recall_at: the K of each ``R@K``.
         block_size: queries ranked at once.
-        seed: seed of the NMI k-means.
+        seed: the seed the NMI k-means seeds derive from (``nmi_seeds``).
+        n_nmi_seeds: k-means runs NMI is the mean of.
 
     Returns:
-        ``{"R@K": ..., "mAP": ..., "mAP@R": ..., "NMI": ...}``, plain floats in
-        0..100 rounded to 4 decimals so that saved JSON is byte-stable.
+        ``{"R@K": ..., "mAP": ..., "mAP@R": ..., "mAP@10": ..., "NMI": ..., "NMI_std": ...}``,
+        plain floats in 0..100 rounded to 4 decimals so that saved JSON is byte-stable
+        (``NMI_std`` None for one seed).
     """
     own = torch.arange(embeddings.shape[0], device=embeddings.device)
     per_query = rank_metrics(embeddings, labels, embeddings, labels, own, recall_at, block_size)
-    return summary_metrics(per_query, embeddings, labels, recall_at, seed)
+    return summary_metrics(per_query, embeddings, labels, recall_at, seed, n_nmi_seeds)
 
 
 def _check_inputs(
@@ -476,18 +509,39 @@ def _check_inputs(
         raise ValueError("non-finite embeddings")
 
 
+#: per-query value -> the summary key of its mean over the queries
+MEAN_NAMES = {"AP": "mAP", "AP@R": "mAP@R", f"AP@{AP_DEPTH}": f"mAP@{AP_DEPTH}"}
+
+
+def query_means(per_query: dict[str, Tensor], recall_at: Sequence[int]) -> dict[str, np.ndarray]:
+    """The per-query values the benign means are taken of, in %, keyed by the mean's name (``R@1``, ``mAP`` ...).
+
+    Shape:
+        each (Q,) -> each (Q,) float64
+    """
+    names = {f"R@{k}": f"R@{k}" for k in recall_at} | MEAN_NAMES
+    return {shown: 100.0 * per_query[name].detach().cpu().double().numpy() for name, shown in names.items()}
+
+
 def summary_metrics(
-    per_query: dict[str, Tensor], embeddings: Tensor, labels: Tensor, recall_at: Sequence[int], seed: int
-) -> dict[str, float]:
+    per_query: dict[str, Tensor],
+    embeddings: Tensor,
+    labels: Tensor,
+    recall_at: Sequence[int],
+    seed: int,
+    n_nmi_seeds: int = 1,
+) -> dict[str, float | None]:
     """The summary of ``rank_metrics`` of every test item (in order) and NMI, in %, rounded to 4 decimals.
 
     What ``retrieval_metrics`` returns; the ``evaluate`` stage calls it on
-    per-query values gathered from several processes.
+    per-query values gathered from several processes. NMI is the mean over
+    ``n_nmi_seeds`` k-means runs, ``NMI_std`` their sample standard deviation.
     """
     means = {f"R@{k}": per_query[f"R@{k}"].mean() for k in recall_at}
-    means["mAP"] = per_query["AP"].mean()
-    means["mAP@R"] = per_query["AP@R"].mean()
-    summary = {name: round(100.0 * value.item(), 4) for name, value in means.items()}
+    means |= {shown: per_query[name].mean() for name, shown in MEAN_NAMES.items()}
+    summary: dict[str, float | None] = {name: round(100.0 * value.item(), 4) for name, value in means.items()}
     n_classes = int(labels.unique().numel())
-    summary["NMI"] = round(100.0 * nmi(embeddings, labels, n_classes, seed), 4)
+    mean, std = nmi_over_seeds(embeddings, labels, n_classes, nmi_seeds(seed, n_nmi_seeds))
+    summary["NMI"] = round(100.0 * mean, 4)
+    summary["NMI_std"] = None if std is None else round(100.0 * std, 4)
     return summary

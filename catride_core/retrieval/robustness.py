@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from catride_core.names import ATTACK_SCORES, SCORES
+from catride_core.names import ATTACK_SCORES, REFERENCE_ATTACKS, SCORES
+
+#: reference-rule score -> the ERS score it stands in for in ERS:ref ("GTM:ref" -> "GTM")
+REFERENCE_SCORES: dict[str, str] = {
+    reference: score
+    for attack, replaced in REFERENCE_ATTACKS.items()
+    for reference, score in zip(ATTACK_SCORES[attack], ATTACK_SCORES[replaced], strict=True)
+}
 
 
 def _require(values: Mapping[str, float], what: str) -> None:
@@ -120,6 +127,17 @@ def ers(values: Mapping[str, float]) -> float:
         values["GTT"],
     ]
     return sum(terms) / len(terms)
+
+
+def ers_reference(values: Mapping[str, float]) -> float | None:
+    """ERS:ref, ERS with every reference-rule score in place of the score it stands in for (GTM:ref for GTM), in %.
+
+    What a table measured with RobRank's GTM target rule reports as ERS
+    (docs/method.md section 6.4); None where a reference score was not attacked.
+    """
+    if not all(reference in values for reference in REFERENCE_SCORES):
+        return None
+    return ers(dict(values) | {score: values[reference] for reference, score in REFERENCE_SCORES.items()})
 
 
 def _ratio(numerator: float, denominator: float) -> float:

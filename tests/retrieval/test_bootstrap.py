@@ -12,12 +12,18 @@ from catride_core.retrieval.bootstrap import (
     bootstrap_replicates,
     intervals,
     is_different,
+    mean_intervals,
     paired_difference,
     percentile_interval,
     resample_indices,
     resampled_means,
 )
-from catride_core.retrieval.robustness import ars, ers, robustness_summary
+from catride_core.retrieval.robustness import (
+    ars,
+    ers,
+    ers_reference,
+    robustness_summary,
+)
 
 #: where each score's per-query values live: CA/QA pranks and R@1s in %, TMA a cosine, ES:D a distance
 RANGES = {"CA+": 100.0, "CA-": 100.0, "QA+": 100.0, "QA-": 100.0, "TMA": 1.0, "ES:D": 2.0,
@@ -30,7 +36,7 @@ def per_query(rng, n_queries, scores=SCORES):
     for side in ("clean", "adversarial"):
         sides[side] = {}
         for score in scores:
-            if score in ("ES:R", "LTM", "GTM", "GTT"):
+            if score in ("ES:R", "LTM", "GTM", "GTT", "GTM:ref"):
                 sides[side][score] = 100.0 * rng.integers(0, 2, n_queries)
             else:
                 sides[side][score] = RANGES[score] * rng.random(n_queries)
@@ -75,6 +81,37 @@ def test_replicates_match_a_slow_loop_through_ers_and_ars():
             assert replicates.adversarial[score][r] == pytest.approx(adversarial_means[score], abs=1e-12)
     # the resamples differ, so the replicates do
     assert len(set(replicates.ers)) > 1
+
+
+def test_ers_reference_replicates_put_each_resamples_gtm_ref_in_place_of_gtm():
+    rng = np.random.default_rng(5)
+    clean, adversarial = per_query(rng, 8, scores=(*SCORES, "GTM:ref"))
+    indices = resample_indices(0, 8, 5)
+    replicates = bootstrap_replicates(clean, adversarial, indices, r1_clean=80.0, spread=1.3)
+    for r, row in enumerate(indices):
+        means = {score: sum(adversarial[score][i] for i in row) / 8 for score in adversarial}
+        substituted = {score: means["GTM:ref" if score == "GTM" else score] for score in SCORES}
+        assert replicates.ers_reference[r] == pytest.approx(ers(substituted), abs=1e-9)
+        assert replicates.ers[r] == pytest.approx(ers(means), abs=1e-9)
+    assert intervals(replicates, 0.8)["ERS:ref"] == percentile_interval(replicates.ers_reference, 0.8)
+    # without gtm_ref, or without the rest of ERS, there is no ERS:ref
+    del clean["GTM:ref"], adversarial["GTM:ref"]
+    assert bootstrap_replicates(clean, adversarial, indices, 80.0, 1.3).ers_reference is None
+    clean, adversarial = per_query(rng, 8, scores=("GTM", "GTM:ref"))
+    assert bootstrap_replicates(clean, adversarial, indices, 80.0, 1.3).ers_reference is None
+    assert ers_reference({"GTM:ref": 1.0, **{s: 0.0 for s in SCORES}}) is not None
+
+
+def test_mean_intervals_resample_the_n_queries_of_every_column_alike():
+    rng = np.random.default_rng(6)
+    columns = {"R@1": 100.0 * rng.integers(0, 2, 30), "mAP": 100.0 * rng.random(30)}
+    found = mean_intervals(columns, seed=4, resamples=200, confidence=0.9)
+    indices = resample_indices(4, 30, 200)  # the same draws for every column: the seed and N alone
+    for name, values in columns.items():
+        slow = np.array([sum(values[i] for i in row) / 30 for row in indices])
+        assert found[name] == pytest.approx(percentile_interval(slow, 0.9), abs=1e-9)
+        assert found[name][0] < values.mean() < found[name][1]
+    assert mean_intervals({}, 4, 200, 0.9) == {}
 
 
 def test_the_identity_resample_gives_the_point_values():

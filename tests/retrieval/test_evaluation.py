@@ -56,8 +56,12 @@ def test_benign_metrics_of_one_process_are_the_metrics_of_the_embedded_test_set(
     images = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8, generator=generator)
     labels = torch.arange(50) % 5
     test_set = TensorImageDataset(images.numpy(), labels.numpy())
-    metrics = benign_metrics(model, test_set, 8, torch.device("cpu"), RECALL_AT, 12, 10.0, 0, World())
+    found = benign_metrics(model, test_set, 8, torch.device("cpu"), RECALL_AT, 12, 10.0, 0, World(), 2)
     with torch.no_grad():
         embeddings = model(images.float() / 255)
-    expected = retrieval_metrics(embeddings, labels, RECALL_AT, 12, 0)
-    assert metrics == expected | collapse_diagnostics(embeddings, labels, 10.0, 0)
+    expected = retrieval_metrics(embeddings, labels, RECALL_AT, 12, 0, n_nmi_seeds=2)
+    assert found.metrics == expected | collapse_diagnostics(embeddings, labels, 10.0, 0)
+    # the per-query values the intervals resample: their means are the metrics (in %)
+    assert list(found.per_query) == ["R@1", "R@2", "R@4", "mAP", "mAP@R", "mAP@10"]
+    for name, values in found.per_query.items():
+        assert values.shape == (50,) and abs(values.mean() - expected[name]) <= 1e-4

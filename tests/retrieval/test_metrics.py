@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import faiss
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,8 @@ from catride_core.retrieval import metrics
 from catride_core.retrieval.metrics import (
     KMEANS_ITERATIONS,
     nmi,
+    nmi_over_seeds,
+    nmi_seeds,
     rank_metrics,
     recall_at_1,
     retrieval_metrics,
@@ -24,18 +27,22 @@ RECALL_AT = (1, 2, 4, 8)
 
 def metrics_from_positions(relevant_positions, recall_at):
     """The definitions, one query at a time: each query's relevant items' 1-based ranks, ascending."""
-    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R"]}
+    out = {name: [] for name in [f"R@{k}" for k in recall_at] + ["AP", "AP@R", "AP@10"]}
     for positions in relevant_positions:
         n_relevant = len(positions)
         for k in recall_at:
             out[f"R@{k}"].append(float(n_relevant > 0 and positions[0] <= k))
-        ap = ap_r = 0.0
+        ap = ap_r = ap_10 = 0.0
         for hits, position in enumerate(positions, start=1):
             ap += hits / position
             if position <= n_relevant:
                 ap_r += hits / position
+            if position <= 10:
+                ap_10 += hits / position
         out["AP"].append(ap / n_relevant if n_relevant else 0.0)
         out["AP@R"].append(ap_r / n_relevant if n_relevant else 0.0)
+        # RobRank's "mAP@R": R fixed at 10, whatever the number of relevant items
+        out["AP@10"].append(ap_10 / 10)
     return {name: torch.tensor(values, dtype=torch.float64) for name, values in out.items()}
 
 
@@ -252,6 +259,7 @@ def test_hand_worked_example():
     #   ranking 4, 1, 3, 0, 6, 5  ->  relevance 0, 0, 1, 1, 0, 1  (R = 3)
     #   AP   = (1/3 + 2/4 + 3/6) / 3 = 4/9   (precision at each relevant rank)
     #   AP@R = (1/3) / 3 = 1/9               (only rank 3 <= R is relevant)
+    #   AP@10 = (1/3 + 2/4 + 3/6) / 10 = 2/15 (all six ranks are within 10; divided by 10, not R)
     #   R@1 = R@2 = 0, R@3 = R@10 = 1
     # a second query, label 7, has no relevant item: every metric 0
     xs = torch.tensor([3.0, -2.0, 0.0, 2.0, 1.0, 5.0, 4.0])
@@ -270,6 +278,7 @@ def test_hand_worked_example():
         "R@10": [1.0, 0.0],
         "AP": [4 / 9, 0.0],
         "AP@R": [1 / 9, 0.0],
+        "AP@10": [(1 / 3 + 2 / 4 + 3 / 6) / 10, 0.0],
     }
     assert_same(out, {name: torch.tensor(values, dtype=torch.float64) for name, values in expected.items()})
 
@@ -286,7 +295,7 @@ def test_own_item_goes_by_index_and_its_duplicate_stays():
     out = rank_metrics(queries, query_labels, gallery, labels, torch.tensor([1]), (1, 2))
 
     assert out["R@1"].tolist() == [0.0] and out["R@2"].tolist() == [1.0]
-    assert out["AP"].tolist() == [0.5] and out["AP@R"].tolist() == [0.0]
+    assert out["AP"].tolist() == [0.5] and out["AP@R"].tolist() == [0.0] and out["AP@10"].tolist() == [0.05]
     # query = item 0 (label 1): its duplicate item 1 (label 0) stays first, item 3 is third
     out = rank_metrics(gallery[:1], labels[:1], gallery, labels, torch.tensor([0]), (1, 2, 3))
     assert [out[f"R@{k}"].item() for k in (1, 2, 3)] == [0.0, 0.0, 1.0]
@@ -355,10 +364,16 @@ def test_nmi_same_seed_same_value_on_unclustered_data():
 def test_retrieval_metrics_keys_and_percent():
     embeddings, labels = clustered_set(torch.Generator().manual_seed(7))
     out = retrieval_metrics(embeddings, labels, recall_at=(1, 2, 4), block_size=50, seed=0)
-    assert list(out) == ["R@1", "R@2", "R@4", "mAP", "mAP@R", "NMI"]
+    assert list(out) == ["R@1", "R@2", "R@4", "mAP", "mAP@R", "mAP@10", "NMI", "NMI_std"]
+    assert out["NMI_std"] is None  # one k-means seed: no spread
+    out.pop("NMI_std")
     assert all(type(value) is float for value in out.values())
     # separated clusters: perfect retrieval and clustering, reported as 100 not 1
     assert out == pytest.approx({name: 100.0 for name in out}, abs=1e-9)
+    # 3 items per cluster: 2 relevant, both first, so AP@10 = (1/1 + 2/2) / 10 = 20 % while mAP@R = 100 %
+    embeddings, labels = clustered_set(torch.Generator().manual_seed(7), n_classes=8, per_class=3)
+    out = retrieval_metrics(embeddings, labels, recall_at=(1,), block_size=50, seed=0)
+    assert out["mAP@10"] == pytest.approx(20.0, abs=1e-9) and out["mAP@R"] == pytest.approx(100.0, abs=1e-9)
 
     generator = torch.Generator().manual_seed(8)
     embeddings, labels = random_set(80, 8, 4, generator)
@@ -367,7 +382,8 @@ def test_retrieval_metrics_keys_and_percent():
     assert out["R@1"] == round(100 * per_query["R@1"].mean().item(), 4)
     assert out["mAP"] == round(100 * per_query["AP"].mean().item(), 4)
     assert out["mAP@R"] == round(100 * per_query["AP@R"].mean().item(), 4)
-    assert all(round(value, 4) == value for value in out.values())
+    assert out["mAP@10"] == round(100 * per_query["AP@10"].mean().item(), 4)
+    assert all(round(value, 4) == value for value in out.values() if value is not None)
     assert 0 < out["mAP"] < 100
 
 
@@ -395,3 +411,52 @@ def test_near_duplicates_keep_their_order():
 
     out = rank_metrics(queries, query_labels, gallery, gallery_labels, None, (1,))
     assert out["R@1"].tolist() == [1.0] * 20
+
+
+def robrank_ap_at_10(distances, labels):
+    """RobRank's "mAP@R" of every item against the rest, written as its validation computes it (rs=[10]).
+
+    Each row sorted, the nearest item (the query itself) skipped, the next 10 kept:
+    mask = relevance, AP = sum(cumsum(mask) / rank * mask) / 10. Distinct distances, so no tie is at stake.
+    """
+    ranked = np.argsort(distances, axis=1)[:, 1:11]
+    mask = (labels[ranked] == labels[:, None]).astype(float)
+    return (np.cumsum(mask, axis=1) / np.arange(1, 11) * mask).sum(axis=1) / 10
+
+
+def test_ap_at_10_is_robranks_map_at_r_with_r_fixed_at_10():
+    generator = torch.Generator().manual_seed(11)
+    embeddings = F.normalize(torch.randn(120, 6, generator=generator), dim=1)
+    labels = torch.randint(0, 4, (120,), generator=generator)  # about 30 relevant items per query, R != 10
+    out = rank_metrics(embeddings, labels, embeddings, labels, torch.arange(120), (1,))
+    distances = pairwise_distances(embeddings.double(), embeddings.double()).numpy()
+    np.fill_diagonal(distances, -1.0)  # the query first, as RobRank assumes, and skipped
+    expected = robrank_ap_at_10(distances, labels.numpy())
+    assert np.allclose(out["AP@10"].numpy(), expected, rtol=0, atol=1e-12)
+    # and it is not Musgrave's mAP@R, which divides by R (about 30 here)
+    assert not np.allclose(out["AP@10"].numpy(), out["AP@R"].numpy())
+
+
+def test_nmi_seeds_are_derived_from_the_base_seed_and_fit_a_c_int():
+    seeds = nmi_seeds(0, 5)
+    assert len(set(seeds)) == 5 and all(0 <= s < 2**31 for s in seeds)
+    assert nmi_seeds(0, 5) == seeds and nmi_seeds(1, 5) != seeds and nmi_seeds(0, 2) == seeds[:2]
+    with pytest.raises(ValueError, match="at least one k-means seed"):
+        nmi_seeds(0, 0)
+
+
+def test_nmi_over_seeds_is_the_mean_and_sample_std_of_one_run_per_seed():
+    generator = torch.Generator().manual_seed(12)
+    embeddings, labels = random_set(200, 8, 6, generator)
+    seeds = [3, 5, 8]
+    runs = [nmi(embeddings, labels, 6, seed) for seed in seeds]
+    mean, std = nmi_over_seeds(embeddings, labels, 6, seeds)
+    # the slow way: mean and sample variance (n - 1) by hand
+    expected_mean = sum(runs) / 3
+    expected_std = math.sqrt(sum((r - expected_mean) ** 2 for r in runs) / 2)
+    assert mean == pytest.approx(expected_mean, abs=1e-12) and std == pytest.approx(expected_std, abs=1e-12)
+    assert std > 0  # unclustered data: k-means runs differ by seed
+    assert nmi_over_seeds(embeddings, labels, 6, [3]) == (runs[0], None)
+    out = retrieval_metrics(embeddings, labels, (1,), 50, seed=0, n_nmi_seeds=3)
+    mean, std = nmi_over_seeds(embeddings, labels, 6, nmi_seeds(0, 3))
+    assert (out["NMI"], out["NMI_std"]) == (round(100 * mean, 4), round(100 * std, 4))

@@ -1,7 +1,13 @@
 import pytest
 
 from catride_core.names import SCORES
-from catride_core.retrieval.robustness import ars, ers, robustness_summary
+from catride_core.retrieval.robustness import (
+    REFERENCE_SCORES,
+    ars,
+    ers,
+    ers_reference,
+    robustness_summary,
+)
 
 
 def _row(*values: float) -> dict[str, float]:
@@ -64,3 +70,16 @@ def test_summary_needs_every_named_score():
     assert robustness_summary(clean, adversarial, 80.0, 1.2) == {"ERS": pytest.approx(ers(adversarial)), "ARS": pytest.approx(40.0)}
     del adversarial[SCORES[-1]]
     assert robustness_summary(clean, adversarial, 80.0, 1.2) == {"ERS": None, "ARS": None}
+
+
+def test_ers_reference_puts_gtm_ref_in_place_of_gtm():
+    # the CUB "ACT" row with GTM 14.9 -> ERS 33.945; GTM:ref 24.9 adds (24.9 - 14.9) / 10 = 1.0 to it
+    values = _row(15.5, 37.7, 15.1, 32.2, 0.472, 0.821, 11.1, 9.4, 14.9, 1.0)
+    assert ers_reference(values | {"GTM:ref": 24.9}) == pytest.approx(34.945, abs=1e-9)
+    assert ers_reference(values | {"GTM:ref": 14.9}) == pytest.approx(ers(values), abs=1e-12)
+    assert REFERENCE_SCORES == {"GTM:ref": "GTM"}
+    # no reference-rule attack: no ERS:ref; a missing ERS score is still an error
+    assert ers_reference(values) is None
+    del values["GTT"]
+    with pytest.raises(KeyError, match="GTT"):
+        ers_reference(values | {"GTM:ref": 24.9})

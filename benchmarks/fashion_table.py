@@ -202,7 +202,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", help="comma-separated rows, in order [the preset's models]")
     parser.add_argument("--dry-run", action="store_true", help="measure and print the projection, run no row")
     parser.add_argument("--max-queries", type=int, help="REDUCES the protocol: attack only the first N test images")
-    parser.add_argument("--epochs", type=int, help="REDUCES the protocol: fine-tune for N epochs instead of 8")
+    parser.add_argument("--epochs", type=int, help="CHANGES the protocol: fine-tune for N epochs instead of the preset's")
     parser.add_argument("--timing-steps", type=int, default=2, help="timed training steps per model, after one warm-up")
     args = parser.parse_args(argv)
     if not args.dry_run and not args.workspace:
@@ -254,12 +254,12 @@ def option_overrides(args: argparse.Namespace, protocol: Params) -> dict:
 
 
 def reductions(params: Params, protocol: Params, test_items: int) -> str:
-    """'full protocol', or what the options cut from it (said on every row)."""
+    """'full protocol', or what the options changed in it (said on every row)."""
     cut = []
     if params.attack.max_queries is not None and params.attack.max_queries < test_items:
         cut.append(f"attacks on {params.attack.max_queries} of {test_items} queries")
-    if params.finetune.epochs < protocol.finetune.epochs:
-        cut.append(f"{params.finetune.epochs} of {protocol.finetune.epochs} epochs")
+    if params.finetune.epochs != protocol.finetune.epochs:
+        cut.append(f"{params.finetune.epochs} epochs, not {protocol.finetune.epochs}")
     return "REDUCED: " + ", ".join(cut) if cut else "full protocol"
 
 

@@ -297,7 +297,7 @@ def measure(params: Params, images: np.ndarray, labels: np.ndarray, is_test: np.
                                                         evaluation.diagnostic_inverse_temperature, seed), device)
     evaluate, _ = seconds(lambda: benign_metrics(model, test_set, evaluation.batch_size, device, evaluation.recall_at,
                                                  evaluation.block_size, evaluation.diagnostic_inverse_temperature,
-                                                 seed, World()), device)
+                                                 seed, World(), evaluation.nmi_seeds), device)
 
     attack = params.attack
     budget = AttackBudget(eps=attack.eps, step_size=attack.step_size, steps=attack.steps,

@@ -115,6 +115,17 @@ def test_the_fashion_runs_departures_from_robranks_protocol_are_listed(fashion):
     assert "| prepare.root |" not in section and "| models |" not in section and "| report." not in section
 
 
+def test_a_run_without_pretraining_has_no_pretraining_figure(tmp_path):
+    # pretrain.epochs 0 logs the initialisation's one row of epoch 0, without a loss: there is no curve to draw
+    root = write_results(tmp_path, ("none", "act"))
+    pd.DataFrame({"epoch": [0], "step": [0], "R@1": [80.0], "collapseness": [-0.2], "spread": [1.1]}).to_csv(
+        root / "logs" / "pretrain.csv", index=False)
+    markdown = report_of(root, "pretrain:\n  epochs: 0\nmodels: [none, act]\nreport:\n  example_models: [act]\n")
+    assert not (root / "reports" / "figures" / "pretrain.png").exists() and "figures/pretrain.png" not in markdown
+    assert (root / "reports" / "figures" / "finetune.png").exists()
+    assert "no pretraining: every model trains from the initialisation" in markdown
+
+
 def test_a_run_with_the_preset_applied_follows_the_published_protocol(tmp_path):
     root = write_results(tmp_path, ("none", "act"))
     params = yaml.safe_load((ROOT / "presets" / "fashion.yaml").read_text()) | {

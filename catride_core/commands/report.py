@@ -160,7 +160,8 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
     if logs_dir is not None:
         logs = {m: read_csv(path, figures.log_columns(m)) for m in models
                 if (path := Path(logs_dir) / "finetune" / f"{m}.csv").exists()}
-        pretrain_log = read_csv(Path(logs_dir) / "pretrain.csv", figures.log_columns(None))
+        if params.pretrain.epochs:  # with no pretraining its log is the initialisation's one row: nothing to draw
+            pretrain_log = read_csv(Path(logs_dir) / "pretrain.csv", figures.log_columns(None))
     drawn = figures.report_figures(table, logs, pretrain_log)
     shown = {key: str(Path(figures_dir) / f"{key}.png") for key in drawn}
     if sweep_path is not None:

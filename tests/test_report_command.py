@@ -46,7 +46,8 @@ def run_report(root: Path, *extra: str, params: str = PARAMS):
 def written(tmp_path_factory):
     root = write_results(tmp_path_factory.mktemp("results"))
     write_png(root / "reports" / "sweep.png", "red")
-    for name in ("pretrained_es", "ca_tride_es"):
+    # the examples of report.example_models, and a stale one of a model no longer shown, which the report leaves out
+    for name in ("ca_tride_es", "ca_tride_ca_plus", "pretrained_es"):
         write_png(root / "reports" / "examples" / f"{name}.png", "blue")
     result = run_report(root, "--sweep", root / "reports" / "sweep.png", "--examples", root / "reports" / "examples")
     assert result.exit_code == 0, result.output
@@ -169,7 +170,7 @@ def test_markdown_and_html_say_the_same_and_show_every_image(written):
     markdown, page = (out / "index.md").read_text(), (out / "index.html").read_text()
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
     assert sorted(links) == sorted([*(f"figures/{f}.png" for f in FIGURES), "sweep.png", "examples/ca_tride_es.png",
-                                    "examples/pretrained_es.png"])
+                                    "examples/ca_tride_ca_plus.png"])
     assert all((out / link).is_file() for link in links)
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert len(sources) == len(links) and all(s.startswith("data:image/png;base64,") for s in sources)
@@ -187,6 +188,17 @@ def test_a_missing_optional_input_fails_with_one_line_before_writing(tmp_path):
     assert result.exit_code == 1 and result.output.strip() == f"error: {root / 'reports' / 'sweep.png'}: missing; " \
                                                               "run the stage that writes it first"
     assert not (root / "reports" / "index.md").exists() and not (root / "reports" / "figures").exists()
+
+
+def test_a_missing_example_of_a_shown_model_fails_with_one_line_before_writing(tmp_path):
+    # report.example_models is [ca_tride]: its CA+ example missing is an error, never a report without it
+    root = write_results(tmp_path)
+    write_png(root / "reports" / "sweep.png", "red")
+    write_png(root / "reports" / "examples" / "ca_tride_es.png", "blue")
+    result = run_report(root, "--sweep", root / "reports" / "sweep.png", "--examples", root / "reports" / "examples")
+    missing = root / "reports" / "examples" / "ca_tride_ca_plus.png"
+    assert result.exit_code == 1 and result.output.strip().startswith(f"error: {missing}: missing; the examples stage")
+    assert not (root / "reports" / "index.md").exists()
 
 
 def chromium(page: Path, *args: str) -> str:

@@ -152,9 +152,13 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
                 for m in models if bootstrapped}
         comparisons = content.paired_comparisons(table, read_resamples(Path(bootstrap_dir), table, said, robust),
                                                  confidence)
-    examples = sorted(str(p) for p in Path(examples_dir).glob("*.png")) if examples_dir is not None else []
-    if examples_dir is not None and not examples:
-        raise ArtifactError(f"{examples_dir}: no retrieval-example PNG in it; run the stage that writes them first")
+    # the examples of report.example_models only: the folder may still hold those of a model no longer shown
+    examples = sorted(str(Path(examples_dir) / f"{m}_{kind}.png") for m in params.report.example_models
+                      for kind in ("es", "ca_plus")) if examples_dir is not None else []
+    missing = [path for path in examples if not Path(path).is_file()]
+    if missing:
+        raise ArtifactError(f"{missing[0]}: missing; the examples stage of each of report.example_models writes its "
+                            "retrieval examples there: run it first")
     given = {path: read_png(path) for path in ([sweep_path] if sweep_path else []) + examples}
     logs = pretrain_log = None
     if logs_dir is not None:

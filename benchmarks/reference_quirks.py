@@ -35,11 +35,10 @@ from torch import Tensor
 
 from catride_core.artifacts.checkpoints import load_checkpoint
 from catride_core.artifacts.prepared import load_prepared
-from catride_core.attacks.base import AttackBudget, Gallery, Objective
+from catride_core.attacks.base import AttackBudget, Gallery
 from catride_core.attacks.misranking import LearningToMisrank
 from catride_core.attacks.runner import _attack_queries, build_attack
 from catride_core.data.prepared import build_dataset
-from catride_core.distances import pairwise_distances
 from catride_core.distributed import World
 from catride_core.models.embedding import eval_mode
 from catride_core.retrieval.bootstrap import (
@@ -55,16 +54,8 @@ class LTMWithOwnSlot(LearningToMisrank):
 
     name: ClassVar[str] = "ltm"
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
-        same = gallery.labels[queries][:, None] == gallery.labels[None, :]
-
-        def loss(embeddings: Tensor) -> Tensor:
-            distances = pairwise_distances(embeddings, gallery.embeddings)
-            farthest_negative = distances.masked_fill(same, -torch.inf).amax(1)
-            nearest_positive = distances.masked_fill(~same, torch.inf).amin(1)
-            return (farthest_negative - nearest_positive).clamp_min(0.0).mean()
-
-        return loss
+    def positives(self, gallery: Gallery, queries: Tensor) -> Tensor:
+        return gallery.labels[queries][:, None] == gallery.labels[None, :]
 
 
 def half_width(values: np.ndarray, seed: int) -> float:

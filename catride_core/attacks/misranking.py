@@ -46,9 +46,14 @@ class LearningToMisrank(RankingAttack):
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return no_targets(queries)
 
+    def positives(self, gallery: Gallery, queries: Tensor) -> Tensor:
+        """Which gallery items count as each query's positives: its label's items, its own slot excluded. Shape: (Q, N)"""
+        same = gallery.labels[queries][:, None] == gallery.labels[None, :]
+        return same & own_item_mask(queries, gallery.size)
+
     def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
         same = gallery.labels[queries][:, None] == gallery.labels[None, :]
-        positive = same & own_item_mask(queries, gallery.size)
+        positive = self.positives(gallery, queries)
 
         def loss(embeddings: Tensor) -> Tensor:
             distances = pairwise_distances(embeddings, gallery.embeddings)

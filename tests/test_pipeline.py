@@ -87,10 +87,12 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     assert ran_stages(work) == {"check", "finetune@ca_tride", "evaluate@ca_tride", "attack@ca_tride",
                                 "robustness@ca_tride", "report", "sweep@ca_tride", "curves", "examples@ca_tride"}
 
-    # an interval setting reruns every model's robustness scores and the report, no attack
+    # an interval setting reruns every model's intervals (benign ones in evaluate, robustness ones) and the report,
+    # no training and no attack
     params["robustness"]["confidence"] = 0.9
     (work / "params.yaml").write_text(yaml.safe_dump(params))
-    assert ran_stages(work) == {"check", "robustness@pretrained", "robustness@ca_tride", "report"}
+    assert ran_stages(work) == {"check", "evaluate@pretrained", "evaluate@ca_tride", "robustness@pretrained",
+                                "robustness@ca_tride", "report"}
 
     # a pretrain setting reruns everything but prepare
     params["pretrain"]["margin"] = 0.3

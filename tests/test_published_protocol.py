@@ -10,6 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from catride_core import training
+from catride_core.artifacts.checkpoints import read_checkpoint
 from catride_core.attacks.targets import (
     nearest_other_label_targets,
     reference_other_label_targets,
@@ -59,9 +60,9 @@ def test_no_pretraining_starts_from_the_initialisation(start, tmp_path):
     assert log["epoch"].tolist() == [0] and log["step"].tolist() == [0]
     invoke(pretrain, "--params", start / "params.yaml", "--data", start / "data", "--checkpoint", tmp_path / "again.pt",
            "--log", tmp_path / "again.csv", "--no-progress")
-    first, second = (torch.load(path, weights_only=False)["state_dict"] for path in (start / "start.pt", tmp_path / "again.pt"))
+    first, second = (read_checkpoint(path)["state_dict"] for path in (start / "start.pt", tmp_path / "again.pt"))
     assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
-    assert torch.load(start / "start.pt", weights_only=False)["params"]["pretrain"]["epochs"] == 0
+    assert read_checkpoint(start / "start.pt")["params"]["pretrain"]["epochs"] == 0
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_each_defense_takes_its_own_inner_budget(trained, start):
     assert logs["act"]["pgd_steps"].tolist() == [5.0] and logs["est"]["pgd_steps"].tolist() == [5.0]
     assert logs["tride"]["pgd_steps"].tolist() == [3.0] and logs["ca_tride"]["pgd_steps"].tolist() == [3.0]
     assert 0 < logs["hm"]["pgd_steps"].item() <= 5.0  # HM stops once its objective stops changing
-    recorded = torch.load(start / "act.pt", weights_only=False)["params"]["finetune"]
+    recorded = read_checkpoint(start / "act.pt")["params"]["finetune"]
     assert recorded["act"]["eps"] == pytest.approx(30 / 255) and recorded["eps"] == pytest.approx(77 / 255)
 
 

@@ -175,9 +175,9 @@ def ensure_writable(*targets: str | Path) -> None:
             raise ArtifactError(f"{target}: cannot be written ({exc.strerror or exc}); nothing was computed") from None
 
 
-def rounded(values: Mapping[str, float | None]) -> dict[str, float | None]:
-    """Scores rounded to ``SCORE_DECIMALS``, so equal results give byte-identical JSON (None, a score not defined, kept)."""
-    return {key: None if value is None else round(float(value), SCORE_DECIMALS) for key, value in values.items()}
+def rounded(values: Mapping[str, float]) -> dict[str, float]:
+    """Scores rounded to ``SCORE_DECIMALS``, so equal results give byte-identical JSON."""
+    return {key: round(float(value), SCORE_DECIMALS) for key, value in values.items()}
 
 
 def _non_finite(payload: Any, prefix: str = "") -> list[str]:

@@ -6,7 +6,12 @@ import click
 import pandas as pd
 
 from catride_core.artifacts.checkpoints import load_checkpoint
-from catride_core.artifacts.files import ensure_writable, rounded, write_json
+from catride_core.artifacts.files import (
+    SCORE_DECIMALS,
+    ensure_writable,
+    rounded,
+    write_json,
+)
 from catride_core.artifacts.prepared import load_prepared
 from catride_core.commands.common import (
     ADHOC_PARAMS_OPTION,
@@ -59,7 +64,7 @@ def evaluate(params_path: str | None, overrides: tuple[str, ...], data_dir: str,
         return
     bounds = mean_intervals(found.per_query, params.base.seed, params.robustness.resamples,
                             params.robustness.confidence)
-    metrics = rounded(found.metrics)
+    metrics = {key: None if value is None else round(float(value), SCORE_DECIMALS) for key, value in found.metrics.items()}
     if metrics_path is not None:
         write_json(metrics_path, metrics | {f"benign_{end}": rounded({name: bound[i] for name, bound in bounds.items()})
                                             for i, end in enumerate(("low", "high"))})

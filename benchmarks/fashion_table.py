@@ -94,7 +94,7 @@ from catride_core.errors import CatrideError
 from catride_core.models import build_model
 from catride_core.models.embedding import embed
 from catride_core.retrieval.evaluation import benign_metrics, epoch_metrics
-from catride_core.retrieval.robustness import ers
+from catride_core.retrieval.robustness import ers_reference
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = "fashion"
@@ -103,7 +103,7 @@ OWN = "fashion_table"
 SETUP_STAGES = ("check", "prepare", "pretrain")
 ROW_STAGES = ("finetune", "evaluate", "attack", "robustness")
 BENIGN_COLUMNS = ("R@1", "mAP", "NMI")
-REFERENCE_SCORES = tuple(score for attack in names.REFERENCE_ATTACKS for score in names.ATTACK_SCORES[attack])
+REFERENCE_SCORES = tuple(names.REFERENCE_SCORES)
 SCORE_COLUMNS = (*names.SCORES, "ERS", *REFERENCE_SCORES, "ERS:ref")
 CSV_COLUMNS = ("model", "status", "protocol", "projected_min", "minutes", *BENIGN_COLUMNS, *SCORE_COLUMNS)
 
@@ -431,7 +431,7 @@ def stop_group(process: subprocess.Popen) -> None:
 
 
 def row_values(workspace: Path, model: str) -> dict[str, float | None]:
-    """R@1, mAP, NMI and every attack score, ERS, GTM:ref and ERS:ref (GTM's score replaced by GTM:ref) of a row."""
+    """R@1, mAP, NMI and every attack score, ERS, the reference-rule scores and ERS:ref (ERS with them) of a row."""
     benign = json.loads((workspace / "metrics" / "benign" / f"{model}.json").read_text())
     robust = json.loads((workspace / "metrics" / "robustness" / f"{model}.json").read_text())
     adversarial = robust.get("adversarial", {})
@@ -439,10 +439,8 @@ def row_values(workspace: Path, model: str) -> dict[str, float | None]:
     values |= {score: adversarial.get(score) for score in (*names.SCORES, *REFERENCE_SCORES)}
     values["ERS"] = robust.get("ERS")
     reference = robust.get("ERS:ref")
-    if reference is None and values["ERS"] is not None and all(adversarial.get(s) is not None for s in REFERENCE_SCORES):
-        replaced = {names.ATTACK_SCORES[names.REFERENCE_ATTACKS[attack]][0]: adversarial[names.ATTACK_SCORES[attack][0]]
-                    for attack in names.REFERENCE_ATTACKS}
-        reference = ers({**adversarial, **replaced})
+    if reference is None and values["ERS"] is not None:
+        reference = ers_reference(adversarial)
     values["ERS:ref"] = reference
     return values
 

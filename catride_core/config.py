@@ -187,7 +187,7 @@ class AttackParams(Section):
 
     names: Annotated[list[AttackName], Distinct] = Field(
         default_factory=lambda: list(names.ERS_ATTACKS), min_length=1,
-        description="attacks to run: the nine of ERS, and gtm_ref (GTM by RobRank's target rule) to compare with its tables",
+        description="attacks to run: the nine of ERS, and gtm_ref, es_ref, ltm_ref (RobRank's own rules) to compare with its tables",
     )
     eps: PixelBudget = 77 / 255
     step_size: PixelBudget = 3 / 255

@@ -36,14 +36,18 @@ ATTACK_SCORES: dict[str, tuple[str, ...]] = {
     "ltm": ("LTM",),
     "gtm": ("GTM",),
     "gtt": ("GTT",),
-    # compatibility: GTM with RobRank's target rule, only to compare with tables measured through it (method.md 5.1)
-    "gtm_ref": ("GTM:ref",),
+    # compatibility: RobRank's own rules, only to compare with tables measured through them (method.md 5.1)
+    "gtm_ref": ("GTM:ref",),  # GTM with RobRank's target rule
+    "es_ref": ("ES:D:ref",),  # ES:D of the iterate one step before the last
+    "ltm_ref": ("LTM:ref",),  # LTM with the query's own clean embedding among the positives
 }
 #: identifier-safe attack names
 ATTACKS: tuple[str, ...] = tuple(ATTACK_SCORES)
 #: the nine attacks of ERS and ARS (what attack.names runs by default)
 ERS_ATTACKS: tuple[str, ...] = ATTACKS[:9]
 #: reference-compatibility attack -> the ERS attack whose score it stands in for, to compare with a published table
-REFERENCE_ATTACKS: dict[str, str] = {"gtm_ref": "gtm"}
+REFERENCE_ATTACKS: dict[str, str] = {"gtm_ref": "gtm", "es_ref": "es", "ltm_ref": "ltm"}
+#: reference-rule score -> the ERS score it stands in for in ERS:ref
+REFERENCE_SCORES: dict[str, str] = {"GTM:ref": "GTM", "ES:D:ref": "ES:D", "LTM:ref": "LTM"}
 #: display names of the ten scores, in the order of the ERS vector
 SCORES: tuple[str, ...] = tuple(score for name in ERS_ATTACKS for score in ATTACK_SCORES[name])

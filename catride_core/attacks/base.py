@@ -96,6 +96,10 @@ class RankingAttack(ABC):
         """Display names of the reported scores (``names.ATTACK_SCORES``)."""
         return ATTACK_SCORES[self.name]
 
+    def pgd_steps(self, steps: int) -> int:
+        """The PGD iterations this attack takes on a budget of ``steps`` (all of them; ``es_ref`` one fewer)."""
+        return steps
+
     @abstractmethod
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         """Gallery indices of the targets. Shape: (Q,) -> (Q, K)"""

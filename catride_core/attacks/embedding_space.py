@@ -86,3 +86,28 @@ class EmbeddingShift(RankingAttack):
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
         shift = paired_distances(embeddings.double(), gallery.embeddings[queries].double())
         return {"ES:D": shift, "ES:R": query_recall_at_1(gallery, queries, embeddings)}
+
+
+@dataclass(frozen=True)
+class ReferenceEmbeddingShift(EmbeddingShift):
+    """ES:D:ref: ES:D as RobRank's code measures it, a compatibility attack for comparing with its published tables.
+
+    The reference loop records the shift before its last step, so its ES:D is
+    that of the iterate one step before the returned image: the shift of ES
+    run for ``steps - 1`` steps (the path is the same, so this is exactly that
+    iterate; docs/method.md section 5.1). Reported: ES:D:ref only (ES:R is
+    measured on the last iterate there too). Never part of ERS; ``ERS:ref``
+    substitutes it for ES:D.
+
+    Shape:
+        queries: (Q,) gallery slots -> targets: (Q, 0); embeddings: (B, D) -> scores: (B,)
+    """
+
+    name: ClassVar[str] = "es_ref"
+
+    def pgd_steps(self, steps: int) -> int:
+        return max(steps - 1, 0)
+
+    @torch.no_grad()
+    def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
+        return {"ES:D:ref": paired_distances(embeddings.double(), gallery.embeddings[queries].double())}

@@ -69,6 +69,30 @@ class LearningToMisrank(RankingAttack):
 
 
 @dataclass(frozen=True)
+class ReferenceLearningToMisrank(LearningToMisrank):
+    """LTM:ref: LTM as RobRank's code writes it, a compatibility attack for comparing with its published tables.
+
+    The objective, budget and score are LTM's; only the positives differ: the
+    query's own clean embedding is one of them, so the positive term starts at
+    0 and the attack first pushes the query away from itself (docs/method.md
+    section 5.1). Never part of ERS; ``ERS:ref`` substitutes it for LTM.
+
+    Shape:
+        queries: (Q,) gallery slots -> targets: (Q, 0); embeddings: (B, D) -> scores: (B,)
+    """
+
+    name: ClassVar[str] = "ltm_ref"
+
+    def positives(self, gallery: Gallery, queries: Tensor) -> Tensor:
+        """Its label's items, its own slot included. Shape: (Q, N)"""
+        return gallery.labels[queries][:, None] == gallery.labels[None, :]
+
+    @torch.no_grad()
+    def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
+        return {"LTM:ref": query_recall_at_1(gallery, queries, embeddings)}
+
+
+@dataclass(frozen=True)
 class GreedyTopMisranking(RankingAttack):
     """GTM: pull the query onto u, the truly nearest gallery item of another label.
 

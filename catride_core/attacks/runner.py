@@ -21,11 +21,16 @@ from catride_core.attacks.candidate_query import (
     GreedyTopTranslocation,
     QueryAttack,
 )
-from catride_core.attacks.embedding_space import EmbeddingShift, TargetedMismatch
+from catride_core.attacks.embedding_space import (
+    EmbeddingShift,
+    ReferenceEmbeddingShift,
+    TargetedMismatch,
+)
 from catride_core.attacks.misranking import (
     GreedyTopMisranking,
     LearningToMisrank,
     ReferenceGreedyTopMisranking,
+    ReferenceLearningToMisrank,
 )
 from catride_core.attacks.pgd import check_adversarial, check_inputs, pgd
 from catride_core.distributed import World
@@ -45,6 +50,8 @@ _REGISTRY: dict[str, Callable[[AttackBudget], RankingAttack]] = {
     "gtm": lambda budget: GreedyTopMisranking(),
     "gtt": lambda budget: GreedyTopTranslocation(),
     "gtm_ref": lambda budget: ReferenceGreedyTopMisranking(),
+    "es_ref": lambda budget: ReferenceEmbeddingShift(),
+    "ltm_ref": lambda budget: ReferenceLearningToMisrank(),
 }
 
 
@@ -191,6 +198,7 @@ def _attack_queries(
     # a fresh generator per attack: its targets are those of a run of this attack alone
     generator = torch.Generator().manual_seed(seed)
     targets = attack.select_targets(gallery, queries, generator)
+    steps = attack.pgd_steps(budget.steps)
     shard = world.shard(len(queries), budget.batch_size)
     clean: dict[str, list[Tensor]] = {score: [] for score in attack.scores}
     adversarial: dict[str, list[Tensor]] = {score: [] for score in attack.scores}
@@ -203,14 +211,14 @@ def _attack_queries(
             batch, batch_targets = queries[start:stop], targets[start:stop]
             batch_images = batch_images.to(queries.device)
             if start == shard.start:
-                _skip_random_starts(generator, budget, start // budget.batch_size, batch_images)
+                _skip_random_starts(generator, budget, steps, start // budget.batch_size, batch_images)
             result = pgd(
                 model,
                 batch_images,
                 attack.objective(gallery, batch, batch_targets),
                 budget.eps,
                 budget.step_size,
-                budget.steps,
+                steps,
                 random_start=budget.random_start,
                 generator=generator,
             )
@@ -249,14 +257,16 @@ def _batches(images: Tensor | Dataset, shard: range, batch_size: int) -> Iterato
     return (batch for batch, _ in DataLoader(Subset(images, shard), batch_size=batch_size))
 
 
-def _skip_random_starts(generator: torch.Generator, budget: AttackBudget, n_batches: int, batch_images: Tensor) -> None:
+def _skip_random_starts(
+    generator: torch.Generator, budget: AttackBudget, steps: int, n_batches: int, batch_images: Tensor
+) -> None:
     """Draw what the random starts of the ``n_batches`` (full) batches before this shard drew from ``generator``.
 
     ``pgd`` draws one uniform tensor of its batch's shape when it starts at
     random and takes a step; a shard that starts later draws those first, so
     its random starts are those of one process attacking every batch in turn.
     """
-    if not (budget.random_start and budget.eps > 0 and budget.step_size > 0 and budget.steps > 0):
+    if not (budget.random_start and budget.eps > 0 and budget.step_size > 0 and steps > 0):
         return
     shape = (budget.batch_size, *batch_images.shape[1:])
     for _ in range(n_batches):

@@ -20,7 +20,6 @@ import pandas as pd
 from catride_core import names
 from catride_core.config import Params
 from catride_core.errors import ArtifactError
-from catride_core.retrieval.robustness import REFERENCE_SCORES
 
 COLUMNS = ("table", "source", "dataset", "defense", "published_model", "metric", "value", "note")
 #: benign metrics with a bootstrap interval in the evaluate metrics (``benign_low`` / ``benign_high``)
@@ -125,7 +124,7 @@ class Comparison:
 
 def our_scores(metric: str) -> tuple[str, ...]:
     """Our scores compared with a published metric: itself, then its reference-rule version where there is one."""
-    reference = {score: ref for ref, score in REFERENCE_SCORES.items()} | REFERENCE_COMPOSITES
+    reference = {score: ref for ref, score in names.REFERENCE_SCORES.items()} | REFERENCE_COMPOSITES
     return (metric, reference[metric]) if metric in reference else (metric,)
 
 

@@ -14,14 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from catride_core.names import ATTACK_SCORES, REFERENCE_ATTACKS, SCORES
-
-#: reference-rule score -> the ERS score it stands in for in ERS:ref ("GTM:ref" -> "GTM")
-REFERENCE_SCORES: dict[str, str] = {
-    reference: score
-    for attack, replaced in REFERENCE_ATTACKS.items()
-    for reference, score in zip(ATTACK_SCORES[attack], ATTACK_SCORES[replaced], strict=True)
-}
+from catride_core.names import ATTACK_SCORES, REFERENCE_SCORES, SCORES
 
 
 def _require(values: Mapping[str, float], what: str) -> None:
@@ -130,10 +123,11 @@ def ers(values: Mapping[str, float]) -> float:
 
 
 def ers_reference(values: Mapping[str, float]) -> float | None:
-    """ERS:ref, ERS with every reference-rule score in place of the score it stands in for (GTM:ref for GTM), in %.
+    """ERS:ref, ERS with every reference-rule score in place of the score it stands in for, in %.
 
-    What a table measured with RobRank's GTM target rule reports as ERS
-    (docs/method.md section 6.4); None where a reference score was not attacked.
+    GTM:ref, ES:D:ref and LTM:ref replace GTM, ES:D and LTM: what a table
+    measured through RobRank's attack code reports as ERS (docs/method.md
+    section 6.4); None unless all three reference attacks were run.
     """
     if not all(reference in values for reference in REFERENCE_SCORES):
         return None

@@ -81,6 +81,9 @@ DIRECTIONS = [
     ("ltm", "LTM", -1),
     ("gtm", "GTM", -1),
     ("gtt", "GTT", -1),
+    ("gtm_ref", "GTM:ref", -1),
+    ("es_ref", "ES:D:ref", +1),
+    ("ltm_ref", "LTM:ref", -1),
 ]
 
 
@@ -90,7 +93,8 @@ def test_each_attack_improves_its_objective_and_moves_its_score(name, score, dir
     model = angle_embedder()
     result = _run(name, model, images, labels, save_images=len(images))
     gain = direction * (result.adversarial[score] - result.clean[score])
-    assert gain > 10.0 if score not in ("TMA", "ES:D") else gain > 0.05
+    # distances and cosines move by less than percentages; the query's own positive holds LTM:ref back (7.5 here)
+    assert gain > {"TMA": 0.05, "ES:D": 0.05, "ES:D:ref": 0.05, "LTM:ref": 5.0}.get(score, 10.0)
 
     # the objective itself is lower at the returned images than at the clean ones
     attack = build_attack(name, BUDGET)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from catride_core.names import SCORES
+from catride_core.names import REFERENCE_SCORES, SCORES
 from catride_core.retrieval import bootstrap
 from catride_core.retrieval.bootstrap import (
     bootstrap_replicates,
@@ -27,7 +27,7 @@ from catride_core.retrieval.robustness import (
 
 #: where each score's per-query values live: CA/QA pranks and R@1s in %, TMA a cosine, ES:D a distance
 RANGES = {"CA+": 100.0, "CA-": 100.0, "QA+": 100.0, "QA-": 100.0, "TMA": 1.0, "ES:D": 2.0,
-          "ES:R": 100.0, "LTM": 100.0, "GTM": 100.0, "GTT": 100.0}
+          "ES:R": 100.0, "LTM": 100.0, "GTM": 100.0, "GTT": 100.0, "ES:D:ref": 2.0}
 
 
 def per_query(rng, n_queries, scores=SCORES):
@@ -36,7 +36,7 @@ def per_query(rng, n_queries, scores=SCORES):
     for side in ("clean", "adversarial"):
         sides[side] = {}
         for score in scores:
-            if score in ("ES:R", "LTM", "GTM", "GTT", "GTM:ref"):
+            if score in ("ES:R", "LTM", "GTM", "GTT", "GTM:ref", "LTM:ref"):
                 sides[side][score] = 100.0 * rng.integers(0, 2, n_queries)
             else:
                 sides[side][score] = RANGES[score] * rng.random(n_queries)
@@ -83,23 +83,24 @@ def test_replicates_match_a_slow_loop_through_ers_and_ars():
     assert len(set(replicates.ers)) > 1
 
 
-def test_ers_reference_replicates_put_each_resamples_gtm_ref_in_place_of_gtm():
+def test_ers_reference_replicates_put_each_resamples_reference_scores_in_place():
     rng = np.random.default_rng(5)
-    clean, adversarial = per_query(rng, 8, scores=(*SCORES, "GTM:ref"))
+    clean, adversarial = per_query(rng, 8, scores=(*SCORES, *REFERENCE_SCORES))
     indices = resample_indices(0, 8, 5)
     replicates = bootstrap_replicates(clean, adversarial, indices, r1_clean=80.0, spread=1.3)
     for r, row in enumerate(indices):
         means = {score: sum(adversarial[score][i] for i in row) / 8 for score in adversarial}
-        substituted = {score: means["GTM:ref" if score == "GTM" else score] for score in SCORES}
+        replaced = {score: reference for reference, score in REFERENCE_SCORES.items()}
+        substituted = {score: means[replaced.get(score, score)] for score in SCORES}
         assert replicates.ers_reference[r] == pytest.approx(ers(substituted), abs=1e-9)
         assert replicates.ers[r] == pytest.approx(ers(means), abs=1e-9)
     assert intervals(replicates, 0.8)["ERS:ref"] == percentile_interval(replicates.ers_reference, 0.8)
-    # without gtm_ref, or without the rest of ERS, there is no ERS:ref
-    del clean["GTM:ref"], adversarial["GTM:ref"]
+    # without one of the reference attacks, or without the rest of ERS, there is no ERS:ref
+    del clean["LTM:ref"], adversarial["LTM:ref"]
     assert bootstrap_replicates(clean, adversarial, indices, 80.0, 1.3).ers_reference is None
-    clean, adversarial = per_query(rng, 8, scores=("GTM", "GTM:ref"))
+    clean, adversarial = per_query(rng, 8, scores=("GTM", *REFERENCE_SCORES))
     assert bootstrap_replicates(clean, adversarial, indices, 80.0, 1.3).ers_reference is None
-    assert ers_reference({"GTM:ref": 1.0, **{s: 0.0 for s in SCORES}}) is not None
+    assert ers_reference({**{r: 1.0 for r in REFERENCE_SCORES}, **{s: 0.0 for s in SCORES}}) is not None
 
 
 def test_mean_intervals_resample_the_n_queries_of_every_column_alike():

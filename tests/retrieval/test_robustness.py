@@ -1,8 +1,7 @@
 import pytest
 
-from catride_core.names import SCORES
+from catride_core.names import REFERENCE_SCORES, SCORES
 from catride_core.retrieval.robustness import (
-    REFERENCE_SCORES,
     ars,
     ers,
     ers_reference,
@@ -72,14 +71,19 @@ def test_summary_needs_every_named_score():
     assert robustness_summary(clean, adversarial, 80.0, 1.2) == {"ERS": None, "ARS": None}
 
 
-def test_ers_reference_puts_gtm_ref_in_place_of_gtm():
-    # the CUB "ACT" row with GTM 14.9 -> ERS 33.945; GTM:ref 24.9 adds (24.9 - 14.9) / 10 = 1.0 to it
+def test_ers_reference_puts_each_reference_score_in_place_of_its_ers_score():
+    # the CUB "ACT" row with GTM 14.9 -> ERS 33.945
     values = _row(15.5, 37.7, 15.1, 32.2, 0.472, 0.821, 11.1, 9.4, 14.9, 1.0)
-    assert ers_reference(values | {"GTM:ref": 24.9}) == pytest.approx(34.945, abs=1e-9)
-    assert ers_reference(values | {"GTM:ref": 14.9}) == pytest.approx(ers(values), abs=1e-12)
-    assert REFERENCE_SCORES == {"GTM:ref": "GTM"}
-    # no reference-rule attack: no ERS:ref; a missing ERS score is still an error
+    same = {"GTM:ref": 14.9, "ES:D:ref": 0.821, "LTM:ref": 9.4}
+    assert ers_reference(values | same) == pytest.approx(ers(values), abs=1e-12)
+    # GTM:ref 24.9 adds (24.9 - 14.9) / 10 = 1.0; ES:D:ref 0.621 adds 100 * 0.2 / 2 / 10 = 1.0; LTM:ref 4.4 takes 0.5
+    assert ers_reference(values | same | {"GTM:ref": 24.9}) == pytest.approx(34.945, abs=1e-9)
+    assert ers_reference(values | same | {"ES:D:ref": 0.621}) == pytest.approx(34.945, abs=1e-9)
+    assert ers_reference(values | same | {"LTM:ref": 4.4}) == pytest.approx(33.445, abs=1e-9)
+    assert REFERENCE_SCORES == {"GTM:ref": "GTM", "ES:D:ref": "ES:D", "LTM:ref": "LTM"}
+    # not every reference-rule attack run: no ERS:ref; a missing ERS score is still an error
     assert ers_reference(values) is None
+    assert ers_reference(values | {"GTM:ref": 24.9, "LTM:ref": 4.4}) is None
     del values["GTT"]
     with pytest.raises(KeyError, match="GTT"):
-        ers_reference(values | {"GTM:ref": 24.9})
+        ers_reference(values | same)

@@ -1,4 +1,4 @@
-"""``catride robustness`` on hand-made attack results: ERS:ref and its bounds appear exactly where gtm_ref was run."""
+"""``catride robustness`` on hand-made attack results: ERS:ref and its bounds appear exactly where the reference attacks ran."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from catride_core.commands.robustness import robustness
-from catride_core.names import ATTACK_SCORES, ERS_ATTACKS
+from catride_core.names import ATTACK_SCORES, ERS_ATTACKS, REFERENCE_ATTACKS
 from catride_core.retrieval.robustness import ers, ers_reference
 
 
@@ -23,7 +23,7 @@ def write_attacks(folder, names, n_queries=6):
         table = {"index": np.arange(n_queries)}
         for side in ("clean", "adversarial"):
             for score in ATTACK_SCORES[name]:
-                top = 1.0 if score in ("TMA", "ES:D") else 100.0
+                top = 1.0 if score in ("TMA", "ES:D", "ES:D:ref") else 100.0
                 table[f"{score}/{side}"] = np.round(top * rng.random(n_queries), 4)
         frame = pd.DataFrame(table)
         frame.to_csv(folder / f"{name}.csv", index=False)
@@ -33,9 +33,10 @@ def write_attacks(folder, names, n_queries=6):
         (folder / f"{name}.json").write_text(json.dumps(result))
 
 
-@pytest.mark.parametrize("with_reference", [True, False])
-def test_robustness_writes_ers_ref_with_its_bounds_only_where_gtm_ref_was_attacked(tmp_path, with_reference):
-    names = [*ERS_ATTACKS, "gtm_ref"] if with_reference else list(ERS_ATTACKS)
+@pytest.mark.parametrize("references", [list(REFERENCE_ATTACKS), [], ["gtm_ref"]])
+def test_robustness_writes_ers_ref_with_its_bounds_only_where_every_reference_attack_ran(tmp_path, references):
+    names = [*ERS_ATTACKS, *references]
+    with_reference = references == list(REFERENCE_ATTACKS)
     write_attacks(tmp_path / "attacks", names)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"attack": {"names": names},
                                                           "robustness": {"resamples": 20}}))
@@ -51,8 +52,8 @@ def test_robustness_writes_ers_ref_with_its_bounds_only_where_gtm_ref_was_attack
         return
     adversarial = metrics["adversarial"]
     assert metrics["ERS:ref"] == pytest.approx(ers_reference(adversarial), abs=1e-4)
-    assert metrics["ERS:ref"] != pytest.approx(ers(adversarial), abs=1e-3)  # GTM and GTM:ref differ here
+    assert metrics["ERS:ref"] != pytest.approx(ers(adversarial), abs=1e-3)  # the reference scores differ here
     low, high = metrics["ERS:ref_low"], metrics["ERS:ref_high"]
     assert low == pytest.approx(np.quantile(table["ERS:ref"], 0.025), abs=1e-4)
     assert high == pytest.approx(np.quantile(table["ERS:ref"], 0.975), abs=1e-4)
-    assert "GTM:ref" in metrics["adversarial_low"] and len(table) == 20
+    assert {"GTM:ref", "ES:D:ref", "LTM:ref"} <= set(metrics["adversarial_low"]) and len(table) == 20

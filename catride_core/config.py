@@ -100,8 +100,18 @@ class BaseParams(Section):
     """Shared by every stage."""
 
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of every random choice (splits, sampling, init, targets)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = CUDA when usable, else the CPU (every stage prints which); cuda = an error without"
+    )
     precision: Literal["fp32", "bf16"] = Field("fp32", description="training's forward passes: float32 or bfloat16 autocast")
+    cuda_fast: bool = Field(
+        False, description="CUDA only: cuDNN autotuning and TF32 matmuls/convolutions (faster, not bit-reproducible); "
+        "false = deterministic IEEE fp32",
+    )
+    num_workers: int | None = Field(
+        None, ge=0, description="DataLoader workers where evaluation, attacks, sweep and examples read images; "
+        "null = one per core for image-file datasets, none for in-memory ones (training: pretrain.num_workers)",
+    )
     checkpoint_every: int | None = Field(
         None, ge=1, description="save a resumable training state every this many steps (null: at each epoch end)"
     )

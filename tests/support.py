@@ -135,15 +135,6 @@ def run(command, *args):
     return CliRunner().invoke(command, [str(a) for a in args])
 
 
-def one_line(result, code, *fragments):
-    """The run failed with exit ``code`` and one line ``error: ...`` holding every one of ``fragments``."""
-    assert result.exit_code == code, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
 def write_params(folder, overrides=None, base=TINY):
     """``base`` with ``overrides`` laid over it section by section, written to ``folder/params.yaml``."""
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
@@ -223,11 +214,19 @@ class Planted:
 
 # --- what the fault-injection tests check and plant ------------------------------------------------
 
+def printed(result):
+    """What a command printed, stripped, without the device line every computing stage prints first."""
+    return "\n".join(line for line in result.output.strip().splitlines() if not line.startswith("device: "))
+
+
 def one_line(result, code, *fragments):
-    """The command failed with ``code`` and printed one ``error:`` line holding every fragment (no traceback)."""
+    """The command failed with ``code`` and printed one ``error:`` line holding every fragment (no traceback).
+
+    The stage's device line (``runtime.device_line``, printed first by every computing stage) may precede it.
+    """
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == code, result.output
-    lines = result.output.strip().splitlines()
+    lines = printed(result).splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])

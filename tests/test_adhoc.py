@@ -49,7 +49,7 @@ def test_evaluate_without_params_file_takes_defaults_and_overrides(saved, tmp_pa
     result = catride("evaluate", "--data", saved["data"], "--checkpoint", saved["checkpoint"],
                      "--set", "evaluate.recall_at=[1, 3]", "--set", "evaluate.batch_size=7", cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    rows = table(result.output)
+    rows = table(result.stdout)
     assert rows[0] == ["metric", "value"] and [r[0] for r in rows[1:3]] == ["R@1", "R@3"]
     assert list(tmp_path.iterdir()) == []  # no --metrics: a table, no file
     # the same numbers as the stage writes with the same settings in a params file
@@ -58,7 +58,7 @@ def test_evaluate_without_params_file_takes_defaults_and_overrides(saved, tmp_pa
     params.write_text(yaml.safe_dump({"evaluate": {"recall_at": [1, 3], "batch_size": 7}}))
     staged = catride("evaluate", "--params", params, "--data", saved["data"], "--checkpoint", saved["checkpoint"],
                      "--metrics", tmp_path / "m.json", cwd=tmp_path)
-    assert staged.exit_code == 0 and staged.output == result.output
+    assert staged.exit_code == 0 and staged.stdout == result.stdout
     written = json.loads((tmp_path / "m.json").read_text())
     # the table prints every number; the file adds the benign means' intervals
     assert {r[0]: float(r[1]) for r in rows[1:]} == pytest.approx(
@@ -70,10 +70,10 @@ def test_evaluate_without_params_file_takes_defaults_and_overrides(saved, tmp_pa
 def test_params_yaml_of_the_working_folder_is_used(saved, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"recall_at": [2]}}))
     result = catride("evaluate", "--data", saved["data"], "--checkpoint", saved["checkpoint"], cwd=tmp_path)
-    assert result.exit_code == 0 and table(result.output)[1][0] == "R@2"
+    assert result.exit_code == 0 and table(result.stdout)[1][0] == "R@2"
     overridden = catride("evaluate", "--data", saved["data"], "--checkpoint", saved["checkpoint"],
                          "--set", "evaluate.recall_at=[4]", cwd=tmp_path)
-    assert table(overridden.output)[1][0] == "R@4"  # --set wins over the file
+    assert table(overridden.stdout)[1][0] == "R@4"  # --set wins over the file
 
 
 def test_attack_with_overrides_is_the_runner_with_those_settings(saved, tmp_path):
@@ -81,7 +81,7 @@ def test_attack_with_overrides_is_the_runner_with_those_settings(saved, tmp_path
                      "--set", "attack.eps=8/255", "--set", "attack.names=[es, ca_plus]", "--set", "attack.steps=2",
                      "--set", "attack.max_queries=5", "--set", "attack.batch_size=5", cwd=tmp_path)
     assert result.exit_code == 0, result.output
-    rows = table(result.output)
+    rows = table(result.stdout)
     assert rows[0] == ["attack", "score", "clean", "adversarial", "queries"]
     printed = {r[1]: (float(r[2]), float(r[3])) for r in rows[1:]}
     assert set(printed) == {"ES:D", "ES:R", "CA+"} and all(r[4] == "5" for r in rows[1:])
@@ -122,14 +122,14 @@ def test_sweep_and_examples_run_on_any_checkpoint(saved, tmp_path):
     swept = catride("sweep", *common, "--set", "report.sweep_eps=[0, 8/255]", "--set", "report.sweep_queries=4",
                     "--set", "attack.steps=1", "--no-progress", cwd=tmp_path)
     assert swept.exit_code == 0, swept.output
-    header, *rows = table(swept.output)
+    header, *rows = table(swept.stdout)
     assert header[:3] == ["eps", "n_queries", "ES:D"] and len(rows) == 2
     drawn = catride("examples", *common, "--ranking", tmp_path / "r.png", "--targets", tmp_path / "t.png",
                     "--set", "attack.steps=1", "--set", "report.example_queries=2", "--set", "report.example_top_k=2",
                     cwd=tmp_path)
     assert drawn.exit_code == 0, drawn.output
     assert (tmp_path / "r.png").read_bytes()[:4] == (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(pd.read_fwf(io.StringIO(drawn.output))) == 2  # one row per example query
+    assert len(pd.read_fwf(io.StringIO(drawn.stdout))) == 2  # one row per example query
 
 
 def test_report_takes_overrides_without_a_params_file(tmp_path):

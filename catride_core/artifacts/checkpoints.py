@@ -21,6 +21,7 @@ import torch
 from catride_core.artifacts.files import save_torch
 from catride_core.errors import ArtifactError
 from catride_core.models import Embedder, build_model, input_mismatch
+from catride_core.runtime import runtime_record
 
 FORMAT_VERSION = 1
 #: every opcode of Python's pickle format
@@ -43,13 +44,15 @@ def save_checkpoint(
         "state": dict(state),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         # what float results depend on beyond the params: the same weights need the same of each
-        "runtime": {
-            "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        },
+        "runtime": runtime_record(_device(model)),
     }
     save_torch(path, payload)
+
+
+def _device(model: Embedder) -> torch.device:
+    """Where the model's parameters live (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return torch.device("cpu") if parameter is None else parameter.device
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -59,7 +59,8 @@ class Examples:
 
 
 def attacked_examples(
-    model: nn.Module, images: Dataset, labels: Tensor, budget: AttackBudget, seed: int, n_queries: int, k: int
+    model: nn.Module, images: Dataset, labels: Tensor, budget: AttackBudget, seed: int, n_queries: int, k: int,
+    num_workers: int = 0,
 ) -> Examples:
     """Attack ``n_queries`` test images spread over the split with ES (as queries) and CA+ (as candidates).
 
@@ -75,13 +76,14 @@ def attacked_examples(
         seed: seed of the attacks' targets.
         n_queries: Q, example queries (at most N).
         k: results shown per list.
+        num_workers: DataLoader workers reading the images.
     """
     order = spread_first(len(labels), n_queries)
     reordered, reordered_labels = Subset(images, order.tolist()), labels[order]
     results = run_attacks([QUERY_ATTACK, CANDIDATE_ATTACK], model, reordered, reordered_labels, budget, seed,
-                          max_queries=n_queries, save_images=n_queries)
+                          max_queries=n_queries, save_images=n_queries, num_workers=num_workers)
     device = next(model.parameters()).device
-    gallery = embed(model, reordered, budget.batch_size, device).cpu()
+    gallery = embed(model, reordered, budget.batch_size, device, num_workers).cpu()
     queries = torch.arange(n_queries)
     query_images = results[QUERY_ATTACK].images
     candidate_images = results[CANDIDATE_ATTACK].images

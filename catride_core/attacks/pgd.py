@@ -95,12 +95,15 @@ def pgd(
             noise = torch.rand(clean.shape, generator=generator, device=_device_of(generator, clean))
             adversarial = (clean + eps * (2.0 * noise.to(clean) - 1.0)).clamp(0.0, 1.0)
         previous: float | None = None
-        loss = float("nan")
+        last: Tensor | None = None
         steps_taken = 0
+        # the loss is read on the host (a device sync) only where a stop rule needs it, and once at the end
+        stops = stop_below is not None or stop_change_below is not None
         for _ in range(steps):
             adversarial.requires_grad_(True)
             objective_value = objective(model(adversarial))
-            loss = float(objective_value.detach())
+            last = objective_value.detach()
+            loss = float(last) if stops else None
             if stop_below is not None and loss < stop_below:
                 break
             if stop_change_below is not None and previous is not None and abs(loss - previous) < stop_change_below:
@@ -111,7 +114,8 @@ def pgd(
                 adversarial = torch.minimum(torch.maximum(stepped, clean - eps), clean + eps).clamp_(0.0, 1.0)
             previous = loss
             steps_taken += 1
-    return PGDResult(images=adversarial.detach(), loss=loss, steps_taken=steps_taken)
+    return PGDResult(images=adversarial.detach(), loss=float("nan") if last is None else float(last),
+                     steps_taken=steps_taken)
 
 
 def _device_of(generator: torch.Generator | None, images: Tensor) -> torch.device:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from catride_core.attacks.base import AttackBudget, Gallery, RankingAttack
 from catride_core.attacks.candidate_query import (
@@ -34,7 +34,7 @@ from catride_core.attacks.misranking import (
 )
 from catride_core.attacks.pgd import check_adversarial, check_inputs, pgd
 from catride_core.distributed import World
-from catride_core.models.embedding import eval_mode
+from catride_core.models.embedding import eval_mode, image_batches
 from catride_core.names import ATTACKS
 from catride_core.runtime import progress_bar
 
@@ -111,6 +111,7 @@ def run_attacks(
     progress: bool = False,
     block_size: int = 1024,
     world: World | None = None,
+    num_workers: int = 0,
 ) -> dict[str, AttackResult]:
     """Attack every test image (or the first ``max_queries``) once with each named attack, in order.
 
@@ -146,6 +147,7 @@ def run_attacks(
         progress: show one progress bar per attack on stderr (the first process only).
         block_size: queries handled at once by the exact searches.
         world: the processes sharing the work (default: this one alone).
+        num_workers: DataLoader workers reading a Dataset (pinned memory on CUDA).
 
     Returns:
         attack name -> its clean and adversarial means, per-query values and targets.
@@ -171,13 +173,13 @@ def run_attacks(
         device = _model_device(model, torch.device("cpu"))
     n_queries = len(images) if max_queries is None else min(max_queries, len(images))
     with eval_mode(model):
-        embeddings = world.embed(model, images, budget.batch_size, device)
+        embeddings = world.embed(model, images, budget.batch_size, device, num_workers)
         check_inputs(model, embeddings)
         gallery = Gallery(embeddings, labels.to(device), block_size)
         queries = torch.arange(n_queries, device=device)
         return {
             attack.name: _attack_queries(attack, model, images, gallery, queries, budget, seed, save_images, progress,
-                                         world)
+                                         world, num_workers)
             for attack in attacks
         }
 
@@ -193,6 +195,7 @@ def _attack_queries(
     save_images: int,
     progress: bool,
     world: World,
+    num_workers: int = 0,
 ) -> AttackResult:
     """One attack on the images of gallery slots ``queries`` (the first Q), the model already in eval mode."""
     # a fresh generator per attack: its targets are those of a run of this attack alone
@@ -206,10 +209,12 @@ def _attack_queries(
     n_saved = 0
     to_save = max(0, save_images - shard.start)  # the first save_images of all queries, this shard's part
     with progress_bar(enabled=progress and world.is_main, total=len(shard), desc=attack.name, unit="query") as bar:
-        for start, batch_images in zip(shard[:: budget.batch_size], _batches(images, shard, budget.batch_size)):
+        pinned = queries.device.type == "cuda"
+        batches = _batches(images, shard, budget.batch_size, num_workers, pinned)
+        for start, batch_images in zip(shard[:: budget.batch_size], batches):
             stop = min(start + budget.batch_size, shard.stop)
             batch, batch_targets = queries[start:stop], targets[start:stop]
-            batch_images = batch_images.to(queries.device)
+            batch_images = batch_images.to(queries.device, non_blocking=pinned)
             if start == shard.start:
                 _skip_random_starts(generator, budget, steps, start // budget.batch_size, batch_images)
             result = pgd(
@@ -250,11 +255,11 @@ def _attack_queries(
     )
 
 
-def _batches(images: Tensor | Dataset, shard: range, batch_size: int) -> Iterator[Tensor]:
+def _batches(images: Tensor | Dataset, shard: range, batch_size: int, num_workers: int, pin_memory: bool
+             ) -> Iterator[Tensor]:
     """The images of items ``shard``, ``batch_size`` at a time, read from a Dataset only when asked for."""
-    if isinstance(images, Tensor):
-        return (images[start : min(start + batch_size, shard.stop)] for start in shard[::batch_size])
-    return (batch for batch, _ in DataLoader(Subset(images, shard), batch_size=batch_size))
+    part = images[shard.start : shard.stop] if isinstance(images, Tensor) else Subset(images, shard)
+    return image_batches(part, batch_size, num_workers, pin_memory)
 
 
 def _skip_random_starts(

@@ -29,6 +29,7 @@ def eps_sweep(
     seed: int,
     n_queries: int,
     progress: bool = False,
+    num_workers: int = 0,
 ) -> pd.DataFrame:
     """Every score of ``attacks`` at every eps, on ``n_queries`` test images spread over the split.
 
@@ -47,6 +48,7 @@ def eps_sweep(
         seed: seed of the attacks' targets (the same targets at every eps).
         n_queries: attacked images (at most N).
         progress: one progress bar per attack and eps.
+        num_workers: DataLoader workers reading the images.
 
     Returns:
         one row per (eps, attack, score): ``eps``, ``attack``, ``score``,
@@ -59,7 +61,7 @@ def eps_sweep(
         # at eps = 0 no step could move an image: skip the PGD iterations, score the clean images
         point = dataclasses.replace(budget, eps=eps, steps=budget.steps if eps > 0 else 0)
         results = run_attacks(attacks, model, reordered, reordered_labels, point, seed, max_queries=n_queries,
-                              progress=progress)
+                              progress=progress, num_workers=num_workers)
         for name, result in results.items():
             rows += [{"eps": eps, "attack": name, "score": score, "clean": result.clean[score],
                       "adversarial": result.adversarial[score], "n_queries": result.n_queries}

@@ -36,7 +36,7 @@ from catride_core.commands.common import (
     start,
 )
 from catride_core.config import AttackParams, resolved
-from catride_core.data.prepared import build_dataset
+from catride_core.data.prepared import build_dataset, loader_workers
 from catride_core.distributed import distributed
 from catride_core.errors import ParamsError
 from catride_core.names import ATTACK_SCORES, ATTACKS
@@ -119,7 +119,8 @@ def attack(params_path: str | None, overrides: tuple[str, ...], data_dir: str, c
         test_set = build_dataset(data, "test", train=False)
         check_target_counts(params_path, cfg.names, budget, len(test_set))
         results = run_attacks(cfg.names, model, test_set, torch.as_tensor(test_set.labels), budget, params.base.seed,
-                              max_queries=cfg.max_queries, save_images=cfg.save_images, progress=progress, world=world)
+                              max_queries=cfg.max_queries, save_images=cfg.save_images, progress=progress, world=world,
+                              num_workers=loader_workers(test_set, params.base.num_workers))
     if not world.is_main:
         return
     if out_dir is not None:

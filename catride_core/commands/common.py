@@ -20,7 +20,12 @@ import torch
 
 from catride_core.config import Params, load_params, resolved
 from catride_core.errors import CatrideError, ParamsError
-from catride_core.runtime import resolve_device, seed_everything
+from catride_core.runtime import (
+    configure_backends,
+    device_line,
+    resolve_device,
+    seed_everything,
+)
 
 PARAMS_OPTION = click.option(
     "--params", "params_path", type=click.Path(dir_okay=False), default="params.yaml", show_default=True,
@@ -204,8 +209,14 @@ def read_params(params_path: str | None, overrides: Sequence[str] = ()) -> Param
 
 
 def start(params_path: str | None, overrides: Sequence[str] = ()) -> tuple[Params, torch.device]:
-    """What every computing stage does first: validate the params (and overrides), seed, pick the device."""
+    """What every computing stage does first: validate the params (and overrides), pick and set up the device, seed.
+
+    Prints the device line (``runtime.device_line``) on stderr, so a run that
+    fell back to the CPU says so in its first line.
+    """
     params = read_params(params_path, overrides)
     device = resolve_device(params.base.device)
+    configure_backends(params.base.cuda_fast)
     seed_everything(params.base.seed, device)
+    click.echo(device_line(device, params.base.device), err=True)
     return params, device

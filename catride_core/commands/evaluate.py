@@ -21,7 +21,7 @@ from catride_core.commands.common import (
     stage,
     start,
 )
-from catride_core.data.prepared import build_dataset
+from catride_core.data.prepared import build_dataset, loader_workers
 from catride_core.distributed import distributed
 from catride_core.errors import ParamsError
 from catride_core.retrieval.bootstrap import mean_intervals
@@ -59,7 +59,8 @@ def evaluate(params_path: str | None, overrides: tuple[str, ...], data_dir: str,
             raise ParamsError(f"{params_path or 'params'}: evaluate.recall_at: R@{too_deep[0]} asked of a gallery of "
                               f"{len(test_set) - 1} items (the test split without the query)")
         found = benign_metrics(model, test_set, cfg.batch_size, device, cfg.recall_at, cfg.block_size,
-                               cfg.diagnostic_inverse_temperature, params.base.seed, world, cfg.nmi_seeds)
+                               cfg.diagnostic_inverse_temperature, params.base.seed, world, cfg.nmi_seeds,
+                               num_workers=loader_workers(test_set, params.base.num_workers))
     if found is None:
         return
     bounds = mean_intervals(found.per_query, params.base.seed, params.robustness.resamples,

@@ -26,7 +26,7 @@ from catride_core.commands.common import (
     stage,
     start,
 )
-from catride_core.data.prepared import build_dataset
+from catride_core.data.prepared import build_dataset, loader_workers
 from catride_core.names import ATTACK_SCORES
 from catride_core.report import examples as example_figures
 from catride_core.report.curves import eps_label
@@ -56,7 +56,8 @@ def examples(params_path: str | None, overrides: tuple[str, ...], data_dir: str,
     budget = attack_budget(params.attack)
     check_target_counts(params_path, (QUERY_ATTACK, CANDIDATE_ATTACK), budget, len(test_set))
     found = attacked_examples(model, test_set, torch.as_tensor(test_set.labels), budget, params.base.seed,
-                              cfg.example_queries, cfg.example_top_k)
+                              cfg.example_queries, cfg.example_top_k,
+                              num_workers=loader_workers(test_set, params.base.num_workers))
     name, budget = Path(checkpoint).stem, f"eps {eps_label(params.attack.eps)}, {params.attack.steps} steps"
     queries, lists = found.queries, found.query_rankings
     save_figure(ranking_path, example_figures.query_grid(

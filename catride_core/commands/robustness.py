@@ -102,7 +102,7 @@ def bounds_of(key: str, bounds: dict[str, tuple[float, float] | None]) -> dict[s
               help="CSV to write: ERS, ARS and every adversarial score in each bootstrap resample")
 def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: str, bootstrap_path: str) -> None:
     """ERS and ARS (docs/method.md section 6) of one model from its attack results, with bootstrap intervals;
-    ERS:ref as well where gtm_ref was attacked."""
+    ERS:ref as well where gtm_ref, es_ref and ltm_ref were attacked."""
     params = load_params(params_path)
     ensure_writable(out_path, bootstrap_path)
     benign = read_json(benign_path)

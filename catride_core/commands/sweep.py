@@ -19,7 +19,7 @@ from catride_core.commands.common import (
     stage,
     start,
 )
-from catride_core.data.prepared import build_dataset
+from catride_core.data.prepared import build_dataset, loader_workers
 
 
 @stage
@@ -47,7 +47,8 @@ def sweep(params_path: str | None, overrides: tuple[str, ...], data_dir: str, ch
     budget = attack_budget(params.attack, eps=max(cfg.sweep_eps))
     check_target_counts(params_path, cfg.sweep_attacks, budget, len(test_set))
     points = eps_sweep(cfg.sweep_attacks, model, test_set, torch.as_tensor(test_set.labels), budget, cfg.sweep_eps,
-                       params.base.seed, cfg.sweep_queries, progress)
+                       params.base.seed, cfg.sweep_queries, progress,
+                       num_workers=loader_workers(test_set, params.base.num_workers))
     table = wide(points)
     if out_path is not None:
         write_csv(out_path, table, float_format=None)  # every digit: eps is 8/255 exactly

@@ -26,6 +26,20 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
+def image_batches(images: Tensor | Dataset, batch_size: int, num_workers: int = 0, pin_memory: bool = False
+                  ) -> Iterator[Tensor]:
+    """The images of a tensor or of a Dataset of (image, label) items, ``batch_size`` at a time, in order.
+
+    A Dataset is read through a DataLoader with ``num_workers`` workers and,
+    for a CUDA device, pinned host memory (``pin_memory``), so decoding and the
+    copy to the GPU overlap with the computation.
+    """
+    if isinstance(images, Tensor):
+        return (images[start : start + batch_size] for start in range(0, len(images), batch_size))
+    loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+    return (batch for batch, _ in loader)
+
+
 @torch.no_grad()
 def embed(
     model: nn.Module,
@@ -46,18 +60,18 @@ def embed(
         batch_size: images run at once (default: a tensor at once; required
             for a Dataset).
         device: where the images are sent (default: where they are).
-        num_workers: DataLoader workers, for a Dataset.
+        num_workers: DataLoader workers, for a Dataset (pinned memory on a CUDA ``device``).
 
     Shape:
         images: (N, C, H, W) -> (N, D) on ``device``
     """
-    if isinstance(images, Tensor):
-        size = batch_size or max(len(images), 1)
-        batches: Iterator[Tensor] = (images[start : start + size] for start in range(0, len(images), size))
-    else:
-        if batch_size is None:
+    if batch_size is None:
+        if not isinstance(images, Tensor):
             raise ValueError("embed: a Dataset needs a batch_size")
-        batches = (batch for batch, _ in DataLoader(images, batch_size=batch_size, num_workers=num_workers))
+        batch_size = max(len(images), 1)
+    device = None if device is None else torch.device(device)
+    pinned = device is not None and device.type == "cuda"
     with eval_mode(model):
-        chunks = [model(batch if device is None else batch.to(device)) for batch in batches]
+        chunks = [model(batch if device is None else batch.to(device, non_blocking=pinned))
+                  for batch in image_batches(images, batch_size, num_workers, pinned)]
     return torch.cat(chunks)

@@ -40,6 +40,18 @@ class Normalize(nn.Module):
         return (images - self.mean) / self.std
 
 
+class SpatialMean(nn.Module):
+    """Global average pooling as a plain mean over H and W: ``AdaptiveAvgPool2d((1, 1))``'s values, but with a
+    deterministic CUDA backward (adaptive pooling's has none, which the strict deterministic mode refuses).
+
+    Shape:
+        input: (B, C, H, W) -> (B, C, 1, 1)
+    """
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features.mean(dim=(2, 3), keepdim=True)
+
+
 class ResNetEmbedding(nn.Module):
     """ImageNet normalisation -> torchvision ResNet -> linear to ``embedding_dim``.
 
@@ -64,6 +76,7 @@ class ResNetEmbedding(nn.Module):
         if weights is not None:
             load_backbone_weights(self.backbone, weights, arch)
         self.backbone.fc = nn.Linear(self.backbone.fc.in_features, embedding_dim)
+        self.backbone.avgpool = SpatialMean()
         # channels_last: cuDNN's and oneDNN's convolutions are faster on it (tensor cores on a GPU)
         self.to(memory_format=torch.channels_last)
         #: train BatchNorm with the rest (RobRank's 224 px EST); False, the references' default: frozen

@@ -376,8 +376,9 @@ def published_blocks(
         Paragraph(f"Every published number on `{dataset}` from `docs/published.csv` against ours: ours with its"
                   f" {confidence:.0%} bootstrap interval where it has one (NMI: mean ± standard deviation over"
                   " k-means seeds), ours minus published, and whether the published value lies within our interval."
-                  " GTM and ERS are shown twice against the same published value: ours with the correct target rule"
-                  " (GTM, ERS) and with RobRank's (GTM:ref, ERS:ref, where `gtm_ref` was attacked). Published"
+                  " GTM, ES:D, LTM and ERS are shown twice against the same published value: ours by the correct"
+                  " rules (GTM, ES:D, LTM, ERS) and by RobRank's code (GTM:ref, ES:D:ref, LTM:ref, ERS:ref, where"
+                  " `gtm_ref`, `es_ref` and `ltm_ref` were attacked). Published"
                   " mAP@R is RobRank's, with R fixed at 10: it is compared with our mAP@10."),
     ]
     for comparisons in tables.values():

@@ -96,7 +96,7 @@ class Comparison:
     """Our value of one score against one published value.
 
     ``score`` is ours: the published metric itself, or its reference-rule
-    version (``GTM:ref``, ``ERS:ref``) against the same published value.
+    version (``GTM:ref``, ``ES:D:ref``, ``LTM:ref``, ``ERS:ref``) against the same published value.
     ``low``/``high`` are our bootstrap interval, ``spread`` the standard
     deviation over k-means seeds (NMI); each None where there is none.
     """

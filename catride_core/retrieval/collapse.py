@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from catride_core.data.sampler import SPC2Sampler
-from catride_core.distances import paired_distances
+from catride_core.distances import full_precision, no_autocast, paired_distances
 from catride_core.errors import DataError
 from catride_core.losses import mine_triplets
 from catride_core.runtime import seeded_generator
@@ -36,8 +36,10 @@ def soft_max_mean(distances: Tensor, inverse_temperature: float) -> Tensor:
     Shape:
         distances: (B,) -> scalar
     """
-    weights = torch.exp(inverse_temperature * (distances - distances.max()))
-    return (weights * distances).sum() / weights.sum()
+    with no_autocast(distances):
+        distances = full_precision(distances)
+        weights = torch.exp(inverse_temperature * (distances - distances.max()))
+        return (weights * distances).sum() / weights.sum()
 
 
 def collapseness(d_ap: Tensor, d_an: Tensor, inverse_temperature: float) -> Tensor:

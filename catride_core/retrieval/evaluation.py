@@ -50,6 +50,7 @@ def benign_metrics(
     seed: int,
     world: World,
     n_nmi_seeds: int,
+    num_workers: int = 0,
 ) -> BenignEvaluation | None:
     """R@K, mAP, mAP@R, mAP@10 and NMI (in %) of a test set ranked against itself, and its collapse diagnostics.
 
@@ -59,11 +60,12 @@ def benign_metrics(
     gathered gallery; the first process gathers the per-query values and
     computes the means, NMI (over ``n_nmi_seeds`` k-means runs) and the
     diagnostics on all embeddings, so the result is that of one process.
+    ``num_workers`` DataLoader workers read the images.
 
     Returns:
         the metrics and per-query values on the first process (``world.is_main``), None on the others.
     """
-    embeddings = world.embed(model, test_set, batch_size, device)
+    embeddings = world.embed(model, test_set, batch_size, device, num_workers)
     labels = torch.as_tensor(test_set.labels)
     queries = world.shard(len(labels), block_size)
     per_query = {name: world.gather(values)

@@ -1,4 +1,9 @@
-"""Exact nearest-neighbour search with faiss, blockwise over the queries."""
+"""Exact nearest-neighbour search, blockwise over the queries: faiss on the CPU, torch on a GPU.
+
+On a GPU the gallery stays on the device (a faiss-cpu search would copy it to
+the host at every call, which the attacks make twice per batch): distances and
+the top-k are computed there, in float32 or float64 as the inputs are.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import faiss
 import numpy as np
 import torch
 from torch import Tensor
+
+from catride_core.distances import pairwise_distances
 
 
 def nearest_neighbors(
@@ -15,7 +22,7 @@ def nearest_neighbors(
     exclude: Tensor | None = None,
     block_size: int = 4096,
 ) -> tuple[Tensor, Tensor]:
-    """The ``k`` gallery items nearest to each query, exact (faiss ``IndexFlatL2``).
+    """The ``k`` gallery items nearest to each query, exact (faiss ``IndexFlatL2`` on the CPU; torch on a GPU).
 
     The query's own gallery item is removed *by index* (``exclude[i]``), never
     by dropping rank 0, which would go wrong on duplicates and ties. Queries are
@@ -35,6 +42,8 @@ def nearest_neighbors(
     extra = 0 if exclude is None else 1
     if not 1 <= k <= n_gallery - extra:
         raise ValueError(f"k = {k} neighbours asked of a gallery of {n_gallery} items")
+    if gallery.device.type != "cpu":
+        return _search_on_device(queries, gallery, k, exclude, block_size)
     index = faiss.IndexFlatL2(gallery.shape[1])
     index.add(np.ascontiguousarray(gallery.detach().cpu().float().numpy()))
     query_array = np.ascontiguousarray(queries.detach().cpu().float().numpy())
@@ -56,3 +65,21 @@ def nearest_neighbors(
     distances = torch.cat(all_distances).to(queries.device)
     indices = torch.cat(all_indices).to(queries.device)
     return distances, indices
+
+
+def _search_on_device(
+    queries: Tensor, gallery: Tensor, k: int, exclude: Tensor | None, block_size: int
+) -> tuple[Tensor, Tensor]:
+    """``nearest_neighbors`` where the gallery lives: blockwise distances, the own item masked, ``topk``."""
+    gallery = gallery.detach()
+    all_distances, all_indices = [], []
+    for start in range(0, len(queries), block_size):
+        distances = pairwise_distances(queries[start : start + block_size].detach(), gallery)
+        if exclude is not None:
+            own = exclude[start : start + block_size].to(gallery.device)
+            rows = torch.arange(len(own), device=gallery.device)[own >= 0]
+            distances[rows, own[own >= 0]] = torch.inf
+        found = distances.topk(k, dim=1, largest=False, sorted=True)
+        all_distances.append(found.values)
+        all_indices.append(found.indices)
+    return torch.cat(all_distances).to(queries.device), torch.cat(all_indices).to(queries.device)

@@ -371,7 +371,7 @@ def recall_at_1(
 ) -> Tensor:
     """Whether each query's nearest gallery item has the query's label.
 
-    Exact faiss search (``nearest_neighbors``), cheap on big galleries; the
+    Exact search (``nearest_neighbors``: faiss on the CPU, torch on a GPU), cheap on big galleries; the
     query's own item ``exclude[i]`` is removed by index (-1: nothing removed).
     Used to score adversarial queries.
 
@@ -388,8 +388,8 @@ def recall_at_1(
     """
     _check_inputs(queries, query_labels, gallery, gallery_labels, exclude)
     _, nearest = nearest_neighbors(queries, gallery, k=1, exclude=exclude, block_size=block_size)
-    nearest_labels = gallery_labels.cpu()[nearest[:, 0].cpu()]
-    return (nearest_labels == query_labels.cpu()).double().to(queries.device)
+    nearest_labels = gallery_labels[nearest[:, 0].to(gallery_labels.device)]
+    return (nearest_labels.to(query_labels.device) == query_labels).double().to(queries.device)
 
 
 def nmi(

@@ -237,8 +237,8 @@ def test_a_dataset_read_batch_by_batch_gives_exactly_the_stacked_tensors_results
 class OneShardOf(World):
     """Process ``rank`` of ``size`` run alone: the whole gallery, its own shard of the queries, nothing gathered."""
 
-    def embed(self, model, images, batch_size, device):
-        return World().embed(model, images, batch_size, device)
+    def embed(self, model, images, batch_size, device, num_workers=0):
+        return World().embed(model, images, batch_size, device, num_workers)
 
     def gather(self, rows):
         return rows

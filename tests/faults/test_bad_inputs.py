@@ -97,13 +97,13 @@ def test_an_empty_params_file_is_refused(tmp_path):
     one_line(run(prepare, "--params", tmp_path / "params.yaml", "--out", tmp_path / "p"), 2, "params.yaml: empty")
 
 
-def test_cuda_without_a_gpu_is_a_params_error(tiny, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_params_error(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with a GPU
     params = write_params(tmp_path, {"base": {"device": "cuda"}})
     result = run(evaluate, "--params", params, "--data", tiny["data"], "--checkpoint", tiny["model"],
                  "--metrics", tmp_path / "m.json")
-    one_line(result, 2, "base.device: 'cuda' asked for, but no CUDA device is available")
+    one_line(result, 2, "base.device: 'cuda' asked for, but CUDA is not usable here: ", "use auto or cpu")
+    assert not (tmp_path / "m.json").exists()
 
 
 def test_recall_deeper_than_the_gallery_is_a_params_error(tiny, tmp_path):

@@ -4,7 +4,7 @@ import os
 import stat
 
 import torch
-from support import Planted, run
+from support import Planted, printed, run
 
 from catride_core.commands.evaluate import evaluate
 from catride_core.commands.finetune import finetune
@@ -24,7 +24,7 @@ def test_a_checkpoint_holding_code_is_refused_and_its_code_never_runs(tiny, tmp_
         result = run(command, "--params", tiny["params"], *args)
         assert result.exit_code == 1, result.output
         assert "hostile.pt: refused: holds more than tensors and plain data" in result.output
-        assert len(result.output.strip().splitlines()) == 1
+        assert len(printed(result).splitlines()) == 1
     assert not marker.exists()
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "out.pt").exists()
 

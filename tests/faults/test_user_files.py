@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from saved_results import write_results
-from support import TINY, run, write_params
+from support import TINY, printed, run, write_params
 
 from catride_core.artifacts.files import ensure_folder_writable, write_json
 from catride_core.commands.attack import attack
@@ -153,7 +153,7 @@ def test_attack_out_a_folder_of_user_files_is_refused_and_deletes_nothing(tiny, 
     result = run(attack, "--params", tiny["params"], "--data", tiny["data"], "--checkpoint", tiny["model"],
                  "--out", mine, "--no-progress")
     assert result.exit_code == 1
-    assert result.output.strip() == (f"error: {mine}: holds what the pipeline did not write (.hidden, drafts, "
+    assert printed(result) == (f"error: {mine}: holds what the pipeline did not write (.hidden, drafts, "
                                      "notes.txt); writing the output there could replace it: name a new or empty "
                                      "folder, or move these away")
     assert snapshot(tmp_path) == before
@@ -191,7 +191,7 @@ def test_attack_out_the_current_folder_is_refused_and_deletes_nothing(tiny, tmp_
     result = run(attack, "--params", tiny["params"], "--data", tiny["data"], "--checkpoint", tiny["model"],
                  "--out", ".", "--no-progress")
     assert result.exit_code == 1
-    assert result.output.strip() == "error: .: the current folder, not an output folder; name a new folder for the output"
+    assert printed(result) == "error: .: the current folder, not an output folder; name a new folder for the output"
     assert snapshot(tmp_path) == before
     assert_survived(planted)
 
@@ -209,7 +209,7 @@ def test_a_folder_no_output_may_replace_is_refused_even_when_empty(tiny, tmp_pat
     result = run(attack, "--params", tiny["params"], "--data", tmp_path / "no-data", "--checkpoint", tiny["model"],
                  "--out", folder, "--no-progress")
     why = {"current": "the current folder", "project": "a project's root folder", "home": "a home folder"}[where]
-    assert result.exit_code == 1 and result.output.strip() == (
+    assert result.exit_code == 1 and printed(result) == (
         f"error: {folder}: {why}, not an output folder; name a new folder for the output")
     assert snapshot(tmp_path) == before
 

@@ -2,7 +2,8 @@
 
 On a GPU the gallery stays on the device (a faiss-cpu search would copy it to
 the host at every call, which the attacks make twice per batch): distances and
-the top-k are computed there, in float32 or float64 as the inputs are.
+the ranking are computed there, in float32 or float64 as the inputs are, ties
+going to the lower gallery index as faiss's do.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def nearest_neighbors(
 def _search_on_device(
     queries: Tensor, gallery: Tensor, k: int, exclude: Tensor | None, block_size: int
 ) -> tuple[Tensor, Tensor]:
-    """``nearest_neighbors`` where the gallery lives: blockwise distances, the own item masked, ``topk``."""
+    """``nearest_neighbors`` where the gallery lives: blockwise distances, the own item masked, a stable sort."""
     gallery = gallery.detach()
     all_distances, all_indices = [], []
     for start in range(0, len(queries), block_size):
@@ -79,7 +80,8 @@ def _search_on_device(
             own = exclude[start : start + block_size].to(gallery.device)
             rows = torch.arange(len(own), device=gallery.device)[own >= 0]
             distances[rows, own[own >= 0]] = torch.inf
-        found = distances.topk(k, dim=1, largest=False, sorted=True)
-        all_distances.append(found.values)
-        all_indices.append(found.indices)
+        # a stable sort, not topk: ties go to the lower gallery index, as on the CPU
+        ordered, order = distances.sort(dim=1, stable=True)
+        all_distances.append(ordered[:, :k])
+        all_indices.append(order[:, :k])
     return torch.cat(all_distances).to(queries.device), torch.cat(all_indices).to(queries.device)

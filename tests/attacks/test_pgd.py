@@ -164,3 +164,26 @@ def test_check_adversarial_fails_on_a_broken_threat_model():
         check_adversarial(clean, broken, eps=0.1)
     with pytest.raises(AttackCheckError, match=r"\[0, 1\]"):
         check_adversarial(torch.ones(1, 1, 1, 1), torch.full((1, 1, 1, 1), 1.05), eps=0.1)
+
+
+def _host_reads(monkeypatch):
+    """Count the loss values read on the host (``float`` / ``item`` of a tensor: a device sync on a GPU)."""
+    reads = []
+    to_float, item = torch.Tensor.__float__, torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda self: reads.append("float") or to_float(self))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append("item") or item(self))
+    return reads
+
+
+def test_without_a_stop_rule_the_loss_is_read_on_the_host_once_not_at_every_step(monkeypatch):
+    images = _images()
+    objective = lambda e: ((e - 0.3) ** 2).sum()  # noqa: E731
+    expected = pgd(PixelsAsEmbeddings(), images, objective, eps=0.2, step_size=0.01, steps=8)
+    reads = _host_reads(monkeypatch)
+    result = pgd(PixelsAsEmbeddings(), images, objective, eps=0.2, step_size=0.01, steps=8)
+    assert len(reads) == 1  # the loss PGDResult reports, once at the end
+    assert torch.equal(result.images, expected.images) and result.loss == expected.loss
+    # a stop rule needs the value at every step
+    reads.clear()
+    pgd(PixelsAsEmbeddings(), images, objective, eps=0.2, step_size=0.01, steps=8, stop_below=-1.0)
+    assert len(reads) >= 8

@@ -233,3 +233,21 @@ def test_build_dataset_reads_the_decode_cache_where_prepare_wrote_one(cache):
     files = build_dataset(PreparedData(manifest=manifest, meta=meta), "test", train=False)
     assert isinstance(files, FileImageDataset)
     assert all(torch.equal(test[k][0], files[k][0]) for k in range(len(test)))
+
+
+def test_evaluation_reads_image_files_with_workers_and_in_memory_images_without(tmp_path):
+    from catride_core.data.images import available_cores
+    from catride_core.data.prepared import TensorImageDataset, loader_workers
+    from catride_core.models.embedding import image_batches
+
+    paths = [f"ring{i}.png" for i in range(5)]
+    for path in paths:
+        ringed_png(tmp_path / path, 20)
+    files = FileImageDataset(tmp_path, paths, np.arange(5), image_size=14, train=False)
+    in_memory = TensorImageDataset(np.zeros((5, 1, 28, 28), np.uint8), np.arange(5))
+    assert loader_workers(files, None) == available_cores() and loader_workers(in_memory, None) == 0
+    assert loader_workers(files, 3) == 3 and loader_workers(in_memory, 2) == 2  # base.num_workers wins
+    # workers (and pinned memory, which a CUDA device asks for) change nothing but the speed
+    alone = torch.cat(list(image_batches(files, 2)))
+    assert torch.equal(torch.cat(list(image_batches(files, 2, num_workers=2))), alone)
+    assert alone.shape == (5, 3, 14, 14)

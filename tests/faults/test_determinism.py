@@ -4,8 +4,9 @@ import torch
 from support import run, write_params
 
 from catride_core.artifacts.checkpoints import read_checkpoint
+from catride_core.commands.evaluate import evaluate
 from catride_core.commands.pretrain import pretrain
-from catride_core.runtime import seed_everything
+from catride_core.runtime import device_line, seed_everything
 
 
 def test_deterministic_algorithms_are_required_not_only_warned_about():
@@ -29,3 +30,11 @@ def test_same_params_same_machine_give_the_same_weights_and_the_checkpoint_says_
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+
+
+def test_every_computing_stage_prints_its_device_first(tiny, tmp_path):
+    result = run(evaluate, "--params", write_params(tmp_path, {"base": {"device": "cpu"}}), "--data", tiny["data"],
+                 "--checkpoint", tiny["model"], "--metrics", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == device_line(torch.device("cpu"), "cpu")
+    assert "device:" not in result.stdout  # the metrics table stays clean

@@ -65,3 +65,17 @@ def test_rejects_k_beyond_the_gallery():
     gallery = torch.eye(3)
     with pytest.raises(ValueError):
         nearest_neighbors(gallery, gallery, k=3, exclude=torch.arange(3))
+
+
+@pytest.mark.parametrize("use_exclude", [True, False])
+def test_the_gpu_search_gives_the_faiss_results_with_duplicates(use_exclude):
+    # the torch search nearest_neighbors runs for a gallery on a GPU, run here on the CPU
+    from catride_core.retrieval.knn import _search_on_device
+
+    queries, gallery, exclude = data_with_duplicates(torch.Generator().manual_seed(0))
+    exclude = exclude if use_exclude else None
+    distances, indices = _search_on_device(queries, gallery, 5, exclude, block_size=16)
+    expected_distances, expected_indices = brute_force(queries, gallery, 5, exclude)
+    assert torch.equal(indices, expected_indices)  # ties to the lower index, the own item dropped by index
+    torch.testing.assert_close(distances, expected_distances, rtol=0, atol=2e-3)
+    assert torch.equal(indices, nearest_neighbors(queries, gallery, 5, exclude=exclude, block_size=16)[1])

@@ -7,9 +7,14 @@ The loop owns the explicit training state: the epoch, the global step index
 the sampler and the miner, so a resumed or multi-process run sees the same
 sequence.
 
-Under torchrun (README "Several processes") every process loads the same
-global batch and computes on its share of its pairs (``own_rows``,
-``own_triplets``); the embeddings a loss is made of are gathered with gradient
+Under torchrun (README "Several processes") every process reads and decodes
+only its share of each global batch's pairs (``RankBatches``) and gathers the
+others' images from them (a tensor exchange, far cheaper than decoding), then
+computes on its share (``own_rows``, ``own_triplets``): a process needs the
+global batch because its triplets' negatives and the items it mines among may
+be any of them. Each item's random crop and flip is drawn from a seed of its
+place in the global batch (``SeededItems``), so it does not depend on which
+process or worker reads it. The embeddings a loss is made of are gathered with gradient
 (``gather_rows``, ``gather_triplets``), so every process computes the loss of
 the global batch, the objective of one process. The training forward pass goes
 through the step's ``replica`` (DistributedDataParallel), everything else
@@ -24,10 +29,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from catride_core.data.sampler import SPC2Sampler
 from catride_core.distributed import World
@@ -145,14 +151,66 @@ def benign_step(model: nn.Module, images: Tensor, labels: Tensor, ctx: StepConte
     return StepOutput(triplet_loss(embeddings[a], embeddings[p], embeddings[n], ctx.margin))
 
 
+class RankBatches(Sampler[list[tuple[int, int]]]):
+    """This process's rows of each global SPC-2 batch (its share of the pairs), each with its item seed.
+
+    The rows of the process's pairs (``World.pair_shares``), in batch order;
+    each item comes with a seed derived from (seed, epoch, batch, row in the
+    global batch), the same whichever process reads it. One process: every row.
+
+    Shape:
+        yields [(dataset index, item seed), ...] of 2 P_rank items per global batch
+    """
+
+    def __init__(self, sampler: SPC2Sampler, seed: int, epoch: int, world: World) -> None:
+        self.sampler, self.seed, self.epoch, self.world = sampler, seed, epoch, world
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        self.sampler.set_epoch(self.epoch)
+        for number, batch in enumerate(self.sampler):
+            seeds = np.random.SeedSequence([self.seed, self.epoch, number, 4]).generate_state(len(batch), np.uint32)
+            share = self.world.pair_shares(len(batch) // 2)[self.world.rank]
+            rows = range(2 * share.start, 2 * share.stop)
+            yield [(batch[row], int(seeds[row])) for row in rows]
+
+
+class SeededItems(Dataset):
+    """A dataset read by (index, seed): each item's random transforms draw from that seed.
+
+    The item is read with torch's global RNG seeded from ``seed`` and restored
+    afterwards, so its random crop and flip depend on the seed alone, not on
+    the worker, the process or what was read before it.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
 def make_loader(
-    dataset: Dataset, sampler: SPC2Sampler, num_workers: int, seed: int, epoch: int, pin_memory: bool = False
+    dataset: Dataset,
+    sampler: SPC2Sampler,
+    num_workers: int,
+    seed: int,
+    epoch: int,
+    pin_memory: bool = False,
+    world: World | None = None,
 ) -> DataLoader:
-    """The epoch's SPC-2 DataLoader; worker RNGs (random crops, flips) are seeded per epoch."""
-    sampler.set_epoch(epoch)
+    """The epoch's SPC-2 DataLoader of this process's share of each batch (``RankBatches``, ``SeededItems``)."""
     return DataLoader(
-        dataset,
-        batch_sampler=sampler,
+        SeededItems(dataset),
+        batch_sampler=RankBatches(sampler, seed, epoch, world or World()),
         num_workers=num_workers,
         generator=seeded_generator(seed, epoch, 1),
         persistent_workers=False,
@@ -207,8 +265,8 @@ def train_epoch(
     """Train on the epoch's batches from ``progress.batch`` on, updating ``progress`` in place.
 
     Batches before ``progress.batch`` (a resumed epoch) are loaded but not
-    trained on: loading them again keeps every later batch's random crops and
-    flips what they were in the uninterrupted run. Every ``checkpoint_every``
+    trained on (each item's crops and flips come from its own seed, so the
+    later batches are those of the uninterrupted run either way). Every ``checkpoint_every``
     global steps ``on_checkpoint(progress)`` is called. Under torchrun
     ``replica`` is the model's DistributedDataParallel wrapper (``fit`` makes it).
     """
@@ -220,8 +278,12 @@ def train_epoch(
         model.train()
         ctx = StepContext(epoch, epochs, progress.step, seeded_generator(seed, progress.step, 2), margin, miner,
                           total_steps=epochs * len(loader), world=world, replica=replica)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if world.size > 1:
+            # this process read its share; the step needs the global batch (negatives, mining)
+            images, labels = world.gather(images), world.gather(labels)
         with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
-            out = step_fn(model, images.to(device, non_blocking=True), labels.to(device, non_blocking=True), ctx)
+            out = step_fn(model, images, labels, ctx)
         check_finite(out, epoch, progress.step)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -260,10 +322,10 @@ def fit(
     """Train for ``epochs`` SPC-2 epochs; after each, log the step statistics and ``epoch_metrics(model)``.
 
     Everything random is a function of the seed and of where training stands
-    (epoch, global step), never of how it got there: the sampler and the
-    DataLoader's workers are seeded per epoch, torch's global RNG (augmentation
-    in the main process) is reseeded at each epoch's start, and each step draws
-    from a generator seeded by its global step. So a run resumed from a
+    (epoch, global step), never of how it got there: the sampler is seeded per
+    epoch, each item's random crop and flip by its place in the global batch
+    (``RankBatches``), torch's global RNG is reseeded at each epoch's start,
+    and each step draws from a generator seeded by its global step. So a run resumed from a
     ``Progress`` (with the weights, optimiser and defense state saved with it)
     ends exactly as the uninterrupted run does.
 
@@ -278,7 +340,8 @@ def fit(
             (on rank 0 only, under torchrun).
         world: the processes sharing each batch (README "Several processes"):
             every process draws the same global batches of ``pairs_per_batch``
-            pairs and computes on its share of their pairs; the model trains as
+            pairs, reads its share of their pairs, gathers the rest and
+            computes on its share; the model trains as
             a DistributedDataParallel replica. Every process calls
             ``epoch_metrics`` (which may share its work through the world);
             only rank 0's log rows are meant to be written.
@@ -303,7 +366,8 @@ def fit(
     state = resume if resume is not None else Progress()
     for epoch in progress_bar(range(state.epoch, epochs), enabled=progress and world.is_main, desc="training"):
         torch.manual_seed(derive_seed(seed, epoch, 3))
-        loader = make_loader(train_set, sampler, num_workers, seed, epoch, pin_memory=device.type == "cuda")
+        loader = make_loader(train_set, sampler, num_workers, seed, epoch, pin_memory=device.type == "cuda",
+                             world=world)
         train_epoch(
             model, optimizer, loader, step_fn, epoch=epoch, epochs=epochs, progress=state, seed=seed, margin=margin,
             miner=miner, device=device, precision=precision, checkpoint_every=checkpoint_every,

@@ -260,3 +260,65 @@ def test_two_processes_stopped_mid_epoch_resume_to_the_files_of_an_uninterrupted
                    "--metrics", tmp_path / f"{name}.json").exit_code == 0
     assert md5s(*(tmp_path / f"stopped.{ext}" for ext in ("pt", "csv", "json"))) == \
         md5s(*(tmp_path / f"whole.{ext}" for ext in ("pt", "csv", "json")))
+
+
+class ReadLog(torch.utils.data.Dataset):
+    """A TensorDataset that records every index read, and a random draw per item (a stand-in for a random crop)."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels, self.read = images, labels, []
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        self.read.append(int(index))
+        return self.images[index] + 0.01 * torch.rand(()), self.labels[index]
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(30) % 5
+    return torch.rand(30, 1, 2, 2, generator=g), labels
+
+
+def _train_one_epoch(world):
+    """One epoch of 4 batches (pairs 8, 8, 8, 6) of a linear embedder: the log row, the weights, the indices read."""
+    images, labels = _data()
+    data = ReadLog(images, labels)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    rows, _ = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), data, labels, benign_step, lambda m: {},
+                  epochs=1, pairs_per_batch=8, seed=0, margin=0.2, miner="random", device=torch.device("cpu"),
+                  world=world)
+    return rows[0], [p.detach().clone() for p in model.parameters()], data.read
+
+
+def _per_rank_reading(rank, size, init_file, out):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    try:
+        torch.save(_train_one_epoch(World(rank, size)), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_each_process_reads_only_its_share_and_training_is_that_of_one(tmp_path):
+    from catride_core.data.sampler import SPC2Sampler
+    from catride_core.training import RankBatches
+
+    torch.set_num_threads(1)
+    one_row, one_weights, one_read = _train_one_epoch(World())
+    mp.spawn(_per_rank_reading, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "rank")), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank.{rank}", weights_only=False) for rank in range(2)]
+    # each process read the rows of its pairs of every batch, nothing else; together, what one process read
+    sampler = SPC2Sampler(_data()[1].numpy(), 8, 0)
+    for rank, (_, _, read) in enumerate(ranks):
+        own = [index for batch in RankBatches(sampler, 0, 0, World(rank, 2)) for index, _ in batch]
+        assert read == own and len(read) == 30  # 4 + 4 + 4 + 3 pairs of 8, 8, 8, 6
+    assert sorted(ranks[0][2] + ranks[1][2]) == sorted(one_read)
+    # the same random draws, gathered: the same steps as one process, up to float summation order
+    for row, weights, _ in ranks:
+        assert row["loss"] == pytest.approx(one_row["loss"], abs=1e-6)
+        for mine, theirs in zip(weights, one_weights, strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)

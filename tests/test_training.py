@@ -129,3 +129,35 @@ def test_steps_run_in_train_mode_and_the_model_is_left_in_it():
     recorder = Recorder()
     run_fit(recorder, model=evaluated)
     assert recorder.modes == [True] * (2 * STEPS_PER_EPOCH) and evaluated.training
+
+
+def test_each_items_random_transform_depends_on_its_place_not_on_the_process_or_worker():
+    from catride_core.distributed import World
+    from catride_core.training import RankBatches
+
+    class Jittered(torch.utils.data.Dataset):
+        """Items whose value is a random draw of torch's global RNG, as a random crop is."""
+
+        def __len__(self):
+            return ITEMS
+
+        def __getitem__(self, index):
+            return torch.rand(1, 4, 4), int(index % CLASSES)
+
+    _, labels = dataset()
+    sampler = SPC2Sampler(labels.numpy(), 5, 0)  # batches of 5 pairs: shares of 2 and 3 pairs
+
+    def batches(world, workers):
+        return [images for images, _ in make_loader(Jittered(), sampler, workers, 0, epoch=2, world=world)]
+
+    one = batches(World(), 0)
+    assert all(torch.equal(a, b) for a, b in zip(one, batches(World(), 2), strict=True))  # workers change nothing
+    shares = [batches(World(rank, 2), 0) for rank in range(2)]
+    assert all(torch.equal(torch.cat([first, second]), whole)
+               for first, second, whole in zip(*shares, one, strict=True))
+    assert [len(b) for b in shares[0]][:1] == [4] and [len(b) for b in shares[1]][:1] == [6]
+    # another epoch draws other transforms; the global RNG is left as it was
+    state = torch.get_rng_state()
+    other = [images for images, _ in make_loader(Jittered(), sampler, 0, 0, epoch=3)]
+    assert not torch.equal(other[0], one[0]) and torch.equal(torch.get_rng_state(), state)
+    assert len(RankBatches(sampler, 0, 2, World(1, 2))) == len(sampler)

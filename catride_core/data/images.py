@@ -5,9 +5,10 @@ test: resize to R x R, centre crop S; with S = ``image_size`` and
 R = round(S * 256 / 224) (256 for the standard 224). No mean/std normalisation
 here: that is the first layer inside the model, so pixels stay in [0, 1].
 
-The random crop and flip draw from torch's global RNG, which a DataLoader
-reseeds per worker from its ``generator``: pass a seeded generator for
-reproducible augmentation.
+The random crop and flip draw from torch's global RNG; training reads its
+items through ``training.SeededItems``, which seeds it per item from the
+item's place in the global batch, so the transforms depend on neither the
+process nor the DataLoader worker that reads it.
 
 Two datasets serve these images: ``FileImageDataset`` decodes each file every
 time it is read; ``DecodedImageDataset`` reads the decode cache, every image

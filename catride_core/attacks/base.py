@@ -5,8 +5,10 @@ An attack is a small frozen object with three parts:
 - ``select_targets``: seeded gallery indices (random ones never the attacked
   item itself and independent of the model; "top-1%" and "nearest" ones from
   the model's clean embeddings, by definition);
-- ``objective``: a closure over the targets, embeddings of the perturbed
-  images -> scalar loss that sign-PGD minimises;
+- ``terms``: a closure over the targets, embeddings of the perturbed images
+  -> each image's loss terms (one per image, or one per target of it); the
+  ``objective`` sign-PGD minimises is their mean, and the adaptive engine
+  (``attacks.adaptive``) minimises each image's mean of its own (``losses``);
 - ``score``: the reported per-query values, computed the same way on the clean
   embeddings (the "clean value", same targets) and on the adversarial ones.
 
@@ -28,6 +30,8 @@ from catride_core.names import ATTACK_SCORES
 
 #: embeddings of the perturbed images -> the scalar loss PGD minimises. Shape: (B, D) -> ()
 Objective = Callable[[Tensor], Tensor]
+#: embeddings of the perturbed images -> each image's loss terms, rows in image order. Shape: (B, D) -> (B * K,) or (B, K)
+Terms = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,21 @@ class RankingAttack(ABC):
         """Gallery indices of the targets. Shape: (Q,) -> (Q, K)"""
 
     @abstractmethod
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
+        """Each perturbed image's loss terms, as a closure: one per image, or K per image (image-major).
+
+        Shape: (B, D) -> (B,), (B * K,) or (B, K)
+        """
+
     def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
-        """The loss PGD minimises, as a closure. Shape: (B, D) -> ()"""
+        """The loss sign-PGD minimises: the mean of every term. Shape: (B, D) -> ()"""
+        terms = self.terms(gallery, queries, targets)
+        return lambda embeddings: terms(embeddings).mean()
+
+    def losses(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Callable[[Tensor], Tensor]:
+        """Each image's own loss, the mean of its terms (what the adaptive engine minimises). Shape: (B, D) -> (B,)"""
+        terms = self.terms(gallery, queries, targets)
+        return lambda embeddings: terms(embeddings).reshape(len(embeddings), -1).mean(1)
 
     @abstractmethod
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:

@@ -13,11 +13,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from catride_core.attacks.base import Gallery, Objective, RankingAttack
+from catride_core.attacks.base import Gallery, RankingAttack, Terms
 from catride_core.attacks.prank import (
     competing_mask,
     count_ahead,
-    hinge_mean,
+    hinge_means,
     prank,
     query_competing_mask,
     query_ranks,
@@ -86,7 +86,7 @@ class CandidateAttack(RankingAttack):
         candidates = queries.repeat_interleave(targets.shape[1])
         return list_distances, competing_mask(flat_targets, candidates, gallery.size)
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
         with torch.no_grad():
             list_distances, competing = self._lists(gallery, queries, targets, gallery.embeddings.dtype)
         target_embeddings = gallery.embeddings[targets.reshape(-1)]
@@ -95,7 +95,7 @@ class CandidateAttack(RankingAttack):
 
         def loss(embeddings: Tensor) -> Tensor:
             candidate = paired_distances(embeddings.repeat_interleave(per_candidate, 0), target_embeddings)
-            return hinge_mean((sign * (candidate[:, None] - list_distances)).clamp_min(0.0), competing)
+            return hinge_means((sign * (candidate[:, None] - list_distances)).clamp_min(0.0), competing)
 
         return loss
 
@@ -149,8 +149,8 @@ class QueryAttack(RankingAttack):
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return _plus_or_minus_targets(self.raise_rank, gallery, queries, self.candidates_per_query, generator)
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
-        return _query_rank_objective(gallery, queries, targets, self.raise_rank)
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
+        return _query_rank_terms(gallery, queries, targets, self.raise_rank)
 
     @torch.no_grad()
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
@@ -184,8 +184,8 @@ class GreedyTopTranslocation(RankingAttack):
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return nearest_neighbor_targets(gallery.embeddings, queries, gallery.block_size)
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
-        return _query_rank_objective(gallery, queries, targets, raise_rank=False)
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
+        return _query_rank_terms(gallery, queries, targets, raise_rank=False)
 
     @torch.no_grad()
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
@@ -208,14 +208,14 @@ def _plus_or_minus_targets(
     return top_fraction_targets(gallery.embeddings, queries, count, generator, gallery.block_size)
 
 
-def _query_rank_objective(gallery: Gallery, queries: Tensor, targets: Tensor, raise_rank: bool) -> Objective:
-    """QA+ (raise) / QA- (lower) hinge of every target in the perturbed query's list."""
+def _query_rank_terms(gallery: Gallery, queries: Tensor, targets: Tensor, raise_rank: bool) -> Terms:
+    """QA+ (raise) / QA- (lower) hinge of every target in the perturbed query's list. Shape: (B, D) -> (B, K)"""
     competing = query_competing_mask(gallery, queries, targets)
     sign = 1.0 if raise_rank else -1.0
 
     def loss(embeddings: Tensor) -> Tensor:
         distances = pairwise_distances(embeddings, gallery.embeddings)
         candidate = distances.gather(1, targets)
-        return hinge_mean((sign * (candidate[:, :, None] - distances[:, None, :])).clamp_min(0.0), competing)
+        return hinge_means((sign * (candidate[:, :, None] - distances[:, None, :])).clamp_min(0.0), competing)
 
     return loss

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from catride_core.attacks.base import Gallery, Objective, RankingAttack, no_targets
+from catride_core.attacks.base import Gallery, RankingAttack, Terms, no_targets
 from catride_core.attacks.prank import query_recall_at_1
 from catride_core.attacks.targets import random_targets
 from catride_core.distances import embedding_shift, paired_distances
@@ -41,9 +41,9 @@ class TargetedMismatch(RankingAttack):
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return random_targets(gallery.size, queries, 1, generator)
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
         target = gallery.embeddings[targets[:, 0]]
-        return lambda embeddings: (1.0 - F.cosine_similarity(embeddings, target)).mean()
+        return lambda embeddings: 1.0 - F.cosine_similarity(embeddings, target)
 
     @torch.no_grad()
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:
@@ -78,9 +78,9 @@ class EmbeddingShift(RankingAttack):
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return no_targets(queries)
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
         clean = gallery.embeddings[queries]
-        return lambda embeddings: -embedding_shift(embeddings, clean).mean()
+        return lambda embeddings: -embedding_shift(embeddings, clean)
 
     @torch.no_grad()
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from catride_core.attacks.base import Gallery, Objective, RankingAttack, no_targets
+from catride_core.attacks.base import Gallery, RankingAttack, Terms, no_targets
 from catride_core.attacks.prank import own_item_mask, query_recall_at_1
 from catride_core.attacks.targets import (
     nearest_other_label_targets,
@@ -51,7 +51,7 @@ class LearningToMisrank(RankingAttack):
         same = gallery.labels[queries][:, None] == gallery.labels[None, :]
         return same & own_item_mask(queries, gallery.size)
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
         same = gallery.labels[queries][:, None] == gallery.labels[None, :]
         positive = self.positives(gallery, queries)
 
@@ -59,7 +59,7 @@ class LearningToMisrank(RankingAttack):
             distances = pairwise_distances(embeddings, gallery.embeddings)
             farthest_negative = distances.masked_fill(same, -torch.inf).amax(1)
             nearest_positive = distances.masked_fill(~positive, torch.inf).amin(1)
-            return (farthest_negative - nearest_positive).clamp_min(0.0).mean()
+            return (farthest_negative - nearest_positive).clamp_min(0.0)
 
         return loss
 
@@ -118,9 +118,9 @@ class GreedyTopMisranking(RankingAttack):
     def select_targets(self, gallery: Gallery, queries: Tensor, generator: torch.Generator) -> Tensor:
         return nearest_other_label_targets(gallery.embeddings, gallery.labels, queries, gallery.block_size)
 
-    def objective(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Objective:
+    def terms(self, gallery: Gallery, queries: Tensor, targets: Tensor) -> Terms:
         target = gallery.embeddings[targets[:, 0]]
-        return lambda embeddings: paired_distances(embeddings, target).mean()
+        return lambda embeddings: paired_distances(embeddings, target)
 
     @torch.no_grad()
     def score(self, gallery: Gallery, queries: Tensor, targets: Tensor, embeddings: Tensor) -> dict[str, Tensor]:

@@ -67,13 +67,13 @@ def prank(n_ahead: Tensor, competing: Tensor) -> Tensor:
     return 100.0 * n_ahead.double() / (competing.sum(-1) + 1).double()
 
 
-def hinge_mean(hinge: Tensor, competing: Tensor) -> Tensor:
-    """Mean of a hinge over the other members of each list, then over the lists.
+def hinge_means(hinge: Tensor, competing: Tensor) -> Tensor:
+    """Mean of a hinge over the other members of each list (an attack's terms; their mean is its objective).
 
     Shape:
-        hinge: (..., N), competing: (..., N) -> ()
+        hinge: (..., N), competing: (..., N) -> (...)
     """
-    return ((hinge * competing).sum(-1) / competing.sum(-1).clamp_min(1)).mean()
+    return (hinge * competing).sum(-1) / competing.sum(-1).clamp_min(1)
 
 
 def query_competing_mask(gallery: Gallery, queries: Tensor, targets: Tensor) -> Tensor:

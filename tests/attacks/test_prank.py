@@ -5,7 +5,7 @@ from catride_core.attacks.base import Gallery
 from catride_core.attacks.prank import (
     competing_mask,
     count_ahead,
-    hinge_mean,
+    hinge_means,
     own_item_mask,
     prank,
     query_ranks,
@@ -46,7 +46,7 @@ def test_hinge_mean_averages_over_each_lists_members_then_over_the_lists():
     hinge = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
     competing = torch.tensor([[True, False, True], [False, False, True], [False, False, False]])
     # rows: (1 + 3) / 2 = 2, 6 / 1 = 6, and an empty list counts as 0: (2 + 6 + 0) / 3
-    assert hinge_mean(hinge, competing).item() == pytest.approx(8.0 / 3.0)
+    assert hinge_means(hinge, competing).mean().item() == pytest.approx(8.0 / 3.0)
 
 
 def test_query_ranks_match_a_slow_loop():

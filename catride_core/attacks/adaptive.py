@@ -1,164 +1,208 @@
-"""The adaptive attack engine: APGD's step-size schedule, momentum and the best iterate, for ranking objectives.
+"""The adaptive evaluation: every attack as hard as a careful reviewer would run it (docs/method.md section 11).
 
-RobRank's protocol, which ``pgd`` keeps, is fixed-step sign-PGD from the clean
-image returning the last iterate. A defense can look robust under it without
-being so (a starved or saturated gradient, a step size that overshoots), so
-the adaptive evaluation (docs/method.md section 11) attacks the same
-objectives with an optimiser in the spirit of APGD (Croce & Hein, "Reliable
-evaluation of adversarial robustness with an ensemble of diverse
-parameter-free attacks", ICML 2020), per query:
+For each attack and attacked query, the objective and targets of the attack
+stage are attacked several ways, on the same queries and targets:
 
-- a step size that starts at 2 eps and halves at fixed checkpoints of the
-  budget when progress stalls (too few of the steps since the last checkpoint
-  lowered the loss, or neither the step size nor the best loss changed since
-  then), restarting from the best iterate when it halves;
-- momentum 0.75 on the sign-gradient step;
-- the best iterate: the lowest loss reached, not the last image;
-- the same L_inf ball and [0, 1] box as ``pgd``; a random start, where asked,
-  from a uniform point of the ball drawn from the given generator, so the
-  result is a function of the seed and the inputs.
+- ``pgd``: RobRank's protocol, as the attack stage runs it (the reference);
+- ``apgd``: the adaptive engine (``attacks.apgd``) from the clean image, with
+  ``AdaptiveBudget.steps`` iterations, returning the best iterate;
+- ``restart<k>``: the adaptive engine from ``AdaptiveBudget.restarts``
+  uniform points of the ball, seeded;
+- ``transfer``: for the attacks where it is meaningful (ES, CA+/-, QA+/-),
+  the adaptive engine run on a surrogate model (the undefended one by
+  default) and the perturbed images scored on the attacked model.
 
-The objective here gives one loss per image (``losses(embeddings)`` of shape
-(B,)): each image's schedule and best iterate are its own. Every ranking
-attack's objective is the mean of such per-image losses
-(``RankingAttack.losses``).
+The **adaptive value** of each score and query is the worst of these for the
+model (``worst_for_the_model``), so it is never better for the model than
+RobRank's value. Each run's perturbation is checked (within eps, inside
+[0, 1]) as the attack stage's is. The gradient norm at the clean images is
+recorded per attack, the usual sign of a masked gradient when it collapses.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
 
-from catride_core.models.embedding import eval_mode
+from catride_core.attacks.apgd import adaptive_pgd
+from catride_core.attacks.base import AttackBudget, Gallery, RankingAttack
+from catride_core.attacks.pgd import check_adversarial, check_inputs
+from catride_core.attacks.queries import spread_first
+from catride_core.attacks.runner import _attack_queries, build_attack
+from catride_core.distributed import World
+from catride_core.models.embedding import embed, eval_mode, image_batches
+from catride_core.runtime import derive_seed, progress_bar
 
-#: embeddings of the perturbed images -> one loss per image. Shape: (B, D) -> (B,)
-Losses = Callable[[Tensor], Tensor]
+#: attacks whose perturbation is crafted against its own targets' rankings and makes sense on another model
+TRANSFER_ATTACKS: tuple[str, ...] = ("ca_plus", "ca_minus", "qa_plus", "qa_minus", "es")
 
-#: APGD's constants: momentum, the share of steps that must lower the loss, the first checkpoint and the spacing
-MOMENTUM = 0.75
-RHO = 0.75
-FIRST_CHECKPOINT, CHECKPOINT_SHRINK, CHECKPOINT_MIN_GAP = 0.22, 0.03, 0.06
+#: score -> +1 where a higher value means a more robust model, -1 where a lower one does (each ERS term's direction)
+ROBUST_DIRECTION: dict[str, int] = {
+    "CA+": 1, "CA-": -1, "QA+": 1, "QA-": -1, "TMA": -1, "ES:D": -1, "ES:R": 1, "LTM": 1, "GTM": 1, "GTT": 1,
+    "GTM:ref": 1, "ES:D:ref": -1, "LTM:ref": 1,
+}
 
 
-def checkpoints(steps: int) -> list[int]:
-    """The iterations at which APGD may halve its step size: ceil(p_j steps) for p_0 = 0, p_1 = 0.22 and
-    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), below ``steps``."""
-    fractions = [0.0, FIRST_CHECKPOINT]
-    while fractions[-1] < 1.0:
-        fractions.append(fractions[-1] + max(fractions[-1] - fractions[-2] - CHECKPOINT_SHRINK, CHECKPOINT_MIN_GAP))
-    marks = sorted({math.ceil(round(fraction * steps, 9)) for fraction in fractions})  # 0.57 * 100 is not 57.0000001
-    return [mark for mark in marks if 0 < mark < steps]
+@dataclass(frozen=True)
+class AdaptiveBudget:
+    """How hard the adaptive evaluation attacks, beyond the attack stage's budget.
+
+    Attributes:
+        steps: iterations of the adaptive engine per run.
+        restarts: further runs of it from uniform points of the ball.
+    """
+
+    steps: int = 100
+    restarts: int = 2
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.restarts < 0:
+            raise ValueError(f"steps must be >= 1 and restarts >= 0, got {self.steps}, {self.restarts}")
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """The white-box runs besides ``pgd``, in order."""
+        return ("apgd", *(f"restart{k + 1}" for k in range(self.restarts)))
 
 
 @dataclass(frozen=True)
 class AdaptiveResult:
-    """What ``adaptive_pgd`` returns.
+    """One attack's adaptive evaluation on one model.
 
     Attributes:
-        images: the best iterate of each image (the lowest loss it reached, the
-            start included), detached, in [0, 1] and within eps of the clean
-            images. Shape: (B, C, H, W)
-        losses: each image's loss at ``images``. Shape: (B,)
-        halvings: how often each image's step size was halved. Shape: (B,)
+        name: identifier-safe attack name.
+        runs: the runs made, in order (``pgd``, ``apgd``, ``restart1`` ..., ``transfer`` where it ran).
+        per_query: ``"index"`` (gallery slot of each attacked image), ``"targets"``, and per
+            score ``"<score>/clean"``, ``"<score>/<run>"`` for every run and
+            ``"<score>/adaptive"``, the worst of the runs for the model. Shape: (Q,) each
+        gradient_norm: mean L2 norm of the gradient of each image's loss at the clean image.
     """
 
-    images: Tensor
-    losses: Tensor
-    halvings: Tensor
+    name: str
+    runs: tuple[str, ...]
+    per_query: dict[str, np.ndarray]
+    gradient_norm: float
+
+    def mean(self, score: str, run: str) -> float:
+        return float(self.per_query[f"{score}/{run}"].mean())
 
 
-def _project(images: Tensor, clean: Tensor, eps: float) -> Tensor:
-    return torch.minimum(torch.maximum(images, clean - eps), clean + eps).clamp_(0.0, 1.0)
+def worst_for_the_model(score: str, values: Sequence[np.ndarray]) -> np.ndarray:
+    """Per query, the value of ``score`` that is worst for the model among several runs' values."""
+    stacked = np.stack(values)
+    return stacked.min(0) if ROBUST_DIRECTION[score] > 0 else stacked.max(0)
 
 
-def _losses_and_gradient(model: nn.Module, images: Tensor, losses: Losses) -> tuple[Tensor, Tensor]:
-    images = images.detach().requires_grad_(True)
-    values = losses(model(images))
-    (gradient,) = torch.autograd.grad(values.sum(), images)
-    return values.detach(), gradient
+def gradient_norms(model: nn.Module, images: Tensor, losses) -> Tensor:
+    """L2 norm of the gradient of each image's loss with respect to the image, at ``images``. Shape: (B,)"""
+    with eval_mode(model):
+        start = images.detach().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(losses(model(start)).sum(), start)
+    return gradient.flatten(1).norm(dim=1).detach()
 
 
-def adaptive_pgd(
+def adaptive_attacks(
+    names: Sequence[str],
     model: nn.Module,
-    images: Tensor,
-    losses: Losses,
-    eps: float,
-    steps: int,
-    random_start: bool = False,
-    generator: torch.Generator | None = None,
-) -> AdaptiveResult:
-    """Minimise each image's ``losses`` over the L_inf ball of radius ``eps`` around it (and [0, 1]) with APGD.
+    images: Dataset,
+    labels: Tensor,
+    budget: AttackBudget,
+    adaptive: AdaptiveBudget,
+    seed: int,
+    n_queries: int,
+    *,
+    surrogate: nn.Module | None = None,
+    progress: bool = False,
+) -> dict[str, AdaptiveResult]:
+    """Attack ``n_queries`` test images spread over the split with each named attack, every way (module docstring).
 
-    The model runs in eval mode (each submodule's mode restored) and its
-    parameters are untouched. ``steps`` gradient evaluations after the start;
-    each image keeps its lowest loss and the image that reached it.
-
-    Args:
-        model: images in [0, 1] -> embeddings.
-        images: clean images in [0, 1]. Shape: (B, C, H, W)
-        losses: embeddings of the perturbed images -> one loss per image. Shape: (B, D) -> (B,)
-        eps: L_inf radius in [0, 1] pixel units.
-        steps: iterations.
-        random_start: start from a uniform point of the ball (clamped to [0, 1]), drawn from ``generator``.
-        generator: source of the random start (default: torch's global RNG).
+    The gallery is the whole split, embedded once per model; the attacked
+    images are the first ``n_queries`` of ``queries.spread_first``, as the eps
+    sweep's are. Targets come from ``torch.Generator().manual_seed(seed)`` per
+    attack, as in the attack stage; restart ``k`` draws its start from a
+    generator seeded by (seed, k). The surrogate, where given, attacks with its
+    own gallery embeddings and the same targets.
 
     Returns:
-        the best images, their losses and the number of halvings, per image.
+        attack name -> its runs' per-query values, the adaptive value and the gradient norm.
     """
-    if eps < 0 or steps < 0:
-        raise ValueError(f"adaptive_pgd needs eps, steps >= 0, got {eps}, {steps}")
-    clean = images.detach()
-    batch = len(clean)
-    shape = (batch,) + (1,) * (clean.ndim - 1)
+    device = next(model.parameters()).device
+    order = spread_first(len(labels), min(n_queries, len(labels)))
+    reordered, reordered_labels = Subset(images, order.tolist()), labels[order].to(device)
+    queries = torch.arange(min(n_queries, len(labels)), device=device)
     with eval_mode(model):
-        current = clean.clone()
-        if random_start and eps > 0:
-            device = clean.device if generator is None else generator.device
-            noise = torch.rand(clean.shape, generator=generator, device=device).to(clean)
-            current = (clean + eps * (2.0 * noise - 1.0)).clamp(0.0, 1.0)
-        loss, gradient = _losses_and_gradient(model, current, losses)
-        best, best_loss = current.clone(), loss.clone()
-        halvings = torch.zeros(batch, dtype=torch.long, device=clean.device)
-        if eps == 0 or steps == 0:
-            return AdaptiveResult(best, best_loss, halvings)
+        gallery = Gallery(embed(model, reordered, budget.batch_size, device), reordered_labels)
+        check_inputs(model, gallery.embeddings)
+        surrogate_gallery = None
+        if surrogate is not None:
+            with eval_mode(surrogate):
+                surrogate_gallery = Gallery(embed(surrogate, reordered, budget.batch_size, device), reordered_labels)
+        results = {}
+        for name in names:
+            attack = build_attack(name, budget)
+            transfer = surrogate_gallery if name in TRANSFER_ATTACKS else None
+            results[name] = _attack_every_way(attack, model, surrogate, reordered, gallery, transfer, queries, budget,
+                                              adaptive, seed, progress)
+    return results
 
-        step = torch.full(shape, 2.0 * eps, dtype=clean.dtype, device=clean.device)
-        previous = current.clone()
-        marks = set(checkpoints(steps))
-        last_mark, lowered = 0, torch.zeros(batch, dtype=torch.long, device=clean.device)
-        best_at_mark, step_at_mark = best_loss.clone(), step.clone()
-        for iteration in range(steps):
-            proposal = _project(current - step * gradient.sign(), clean, eps)
-            if iteration == 0:
-                moved = proposal
-            else:
-                moved = _project(current + MOMENTUM * (proposal - current) + (1 - MOMENTUM) * (current - previous),
-                                 clean, eps)
-            previous, current = current, moved
-            new_loss, gradient = _losses_and_gradient(model, current, losses)
-            lowered += (new_loss < loss).long()
-            loss = new_loss
-            better = loss < best_loss
-            best = torch.where(better.view(shape), current, best)
-            best_loss = torch.where(better, loss, best_loss)
-            if iteration + 1 in marks:
-                span = iteration + 1 - last_mark
-                stalled = lowered < RHO * span
-                unchanged = (step.view(-1) == step_at_mark.view(-1)) & (best_loss == best_at_mark)
-                halve = stalled | unchanged
-                step_at_mark, best_at_mark = step.clone(), best_loss.clone()
-                step = torch.where(halve.view(shape), step / 2.0, step)
-                halvings += halve.long()
-                # an image whose step halves starts again from its best iterate
-                restart = halve.view(shape)
-                current = torch.where(restart, best, current)
-                previous = torch.where(restart, best, previous)
-                if bool(halve.any()):
-                    loss, gradient_again = _losses_and_gradient(model, current, losses)
-                    gradient = torch.where(restart, gradient_again, gradient)
-                last_mark, lowered = iteration + 1, torch.zeros_like(lowered)
-    return AdaptiveResult(best.detach(), best_loss, halvings)
+
+def _attack_every_way(
+    attack: RankingAttack,
+    model: nn.Module,
+    surrogate: nn.Module | None,
+    images: Dataset,
+    gallery: Gallery,
+    surrogate_gallery: Gallery | None,
+    queries: Tensor,
+    budget: AttackBudget,
+    adaptive: AdaptiveBudget,
+    seed: int,
+    progress: bool,
+) -> AdaptiveResult:
+    """One attack on the images of gallery slots ``queries``, by every run, batch by batch."""
+    # the reference: the attack stage's own code on these queries (its targets, its random start where set)
+    reference = _attack_queries(attack, model, images, gallery, queries, budget, seed, 0, False, World())
+    targets = torch.as_tensor(reference.per_query["targets"], device=queries.device)
+    runs = ("pgd", *adaptive.runs, *(("transfer",) if surrogate_gallery is not None else ()))
+    values: dict[str, list[Tensor]] = {f"{score}/{run}": [] for score in attack.scores for run in runs[1:]}
+    # restart k draws its starts, batch after batch, from its own generator: they do not depend on the batch size
+    starts = [torch.Generator().manual_seed(derive_seed(seed, k)) for k in range(1, adaptive.restarts + 1)]
+    norms: list[Tensor] = []
+    subset = Subset(images, range(len(queries)))
+    batches = image_batches(subset, budget.batch_size)
+    with progress_bar(enabled=progress, total=len(queries), desc=f"{attack.name} (adaptive)", unit="query") as bar:
+        for start, clean in zip(range(0, len(queries), budget.batch_size), batches, strict=True):
+            clean = clean.to(queries.device)
+            batch = queries[start : start + len(clean)]
+            batch_targets = targets[start : start + len(clean)]
+            losses = attack.losses(gallery, batch, batch_targets)
+            norms.append(gradient_norms(model, clean, losses))
+            perturbed = {"apgd": adaptive_pgd(model, clean, losses, budget.eps, adaptive.steps).images}
+            for run, generator in zip(adaptive.runs[1:], starts, strict=True):
+                perturbed[run] = adaptive_pgd(model, clean, losses, budget.eps, adaptive.steps, random_start=True,
+                                              generator=generator).images
+            if surrogate_gallery is not None:
+                crafted = attack.losses(surrogate_gallery, batch, batch_targets)
+                perturbed["transfer"] = adaptive_pgd(surrogate, clean, crafted, budget.eps, adaptive.steps).images
+            with torch.no_grad():
+                for run, adversarial in perturbed.items():
+                    check_adversarial(clean, adversarial, budget.eps)
+                    scored = attack.score(gallery, batch, batch_targets, model(adversarial))
+                    for score, value in scored.items():
+                        values[f"{score}/{run}"].append(value.cpu())
+            bar.update(len(clean))
+    per_query = {"index": queries.cpu().numpy(), "targets": reference.per_query["targets"]}
+    for score in attack.scores:
+        per_query[f"{score}/clean"] = reference.per_query[f"{score}/clean"]
+        per_query[f"{score}/pgd"] = reference.per_query[f"{score}/adversarial"]
+    per_query |= {key: torch.cat(chunks).double().numpy() for key, chunks in values.items()}
+    for score in attack.scores:
+        per_query[f"{score}/adaptive"] = worst_for_the_model(score, [per_query[f"{score}/{run}"] for run in runs])
+    return AdaptiveResult(attack.name, runs, per_query, float(torch.cat(norms).mean()))
+
+

@@ -8,7 +8,7 @@ An attack is a small frozen object with three parts:
 - ``terms``: a closure over the targets, embeddings of the perturbed images
   -> each image's loss terms (one per image, or one per target of it); the
   ``objective`` sign-PGD minimises is their mean, and the adaptive engine
-  (``attacks.adaptive``) minimises each image's mean of its own (``losses``);
+  (``attacks.apgd``) minimises each image's mean of its own (``losses``);
 - ``score``: the reported per-query values, computed the same way on the clean
   embeddings (the "clean value", same targets) and on the adversarial ones.
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from catride_core.attacks.adaptive import adaptive_pgd, checkpoints
+from catride_core.attacks.apgd import adaptive_pgd, checkpoints
 from catride_core.attacks.pgd import pgd
 
 

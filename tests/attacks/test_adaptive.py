@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from catride_core.attacks.adaptive import ROBUST_DIRECTION, AdaptiveBudget, adaptive_attacks, worst_for_the_model
+from catride_core.attacks.adaptive import (
+    ROBUST_DIRECTION,
+    AdaptiveBudget,
+    adaptive_attacks,
+    worst_for_the_model,
+)
 from catride_core.attacks.base import AttackBudget
 from catride_core.data.prepared import TensorImageDataset
 from catride_core.names import ERS_ATTACKS, SCORES

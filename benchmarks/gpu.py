@@ -64,8 +64,12 @@ deterministic IEEE fp32 is measured.
 
 Usage::
 
-    python benchmarks/gpu.py --cuda-fast --out gpu.csv   # the full benchmark on one GPU (a few minutes on one H100 / H200)
+    python benchmarks/gpu.py --cuda-fast --out gpu.csv   # the full benchmark on one GPU
     python benchmarks/gpu.py --tiny                      # CPU smoke run: every row at toy sizes (64 px ResNet, 1 step)
+
+By the work it does the full run should take a few minutes on one H100 or
+H200; it has not yet run on a GPU (docs/benchmarks.md, "GPU benchmark",
+lists what the first run settles).
 
 Asserts: exit status 0 when every row ran and every determinism check was
 bit-identical (and the DDP processes agree), 1 when a row failed or a check

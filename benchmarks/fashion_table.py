@@ -95,6 +95,7 @@ from catride_core.models import build_model
 from catride_core.models.embedding import embed
 from catride_core.retrieval.evaluation import benign_metrics, epoch_metrics
 from catride_core.retrieval.robustness import ers_reference
+from catride_core.runtime import configure_backends, cuda_status
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = "fashion"
@@ -219,14 +220,14 @@ def strict_device(name: str) -> torch.device:
     """The device asked for; CUDA must be present and work, or this is a usage error (never a silent CPU run)."""
     if name == "cpu":
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UsageError("--device cuda: no usable CUDA device (torch.cuda.is_available() is False); "
-                         "pass --device cpu to run on the CPU")
+    usable, reason = cuda_status()
+    if not usable:
+        raise UsageError(f"--device cuda: CUDA is not usable here: {reason}; pass --device cpu to run on the CPU")
     try:
         torch.ones(1, device="cuda").add_(1).item()
     except RuntimeError as exc:
         raise UsageError(f"--device cuda: CUDA is present but unusable ({str(exc).splitlines()[0]})") from None
-    torch.backends.cudnn.benchmark = True  # as runtime.resolve_device does for the stages
+    configure_backends(False)  # the stages' deterministic IEEE fp32 (runtime.configure_backends)
     return torch.device("cuda")
 
 

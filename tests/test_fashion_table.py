@@ -61,7 +61,7 @@ def test_rows_are_taken_in_order_while_they_fit(table):
 def test_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     result = run_script("--root", make_idx(tmp_path / "idx"), "--device", "cuda", "--dry-run")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("error: --device cuda: no usable CUDA device") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: --device cuda: CUDA is not usable here: ") and result.stderr.count("\n") == 1
 
 
 def test_a_folder_that_is_not_its_workspace_is_refused(tmp_path):
@@ -81,7 +81,7 @@ def test_dry_run_on_tiny_idx_files_prints_the_projection(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     # 40 training items make one SPC-2 batch of 40 pairs; the preset's 8 epochs, every attack of its list
-    assert "| row | inner steps | step time | training: 8 epochs x 1 steps | evaluate | attacks: 10 x 5 queries |" in out
+    assert "| row | inner steps | step time | training: 8 epochs x 1 steps | evaluate | attacks: 12 x 5 queries |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| none |", "| act |"))]
     assert [line.split(" | ")[:2] for line in rows] == [["| none", "-"], ["| act", "32"]]
     # the explicit reduction is said on every row

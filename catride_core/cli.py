@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from catride_core.commands.adaptive import adaptive
 from catride_core.commands.attack import attack
 from catride_core.commands.check import check
 from catride_core.commands.curves import curves
@@ -33,6 +34,7 @@ SUMMARIES = {
     "finetune": "fine-tune the pretrained model with one defense",
     "evaluate": "benign retrieval metrics of a checkpoint",
     "attack": "the ranking attacks of attack.names on a checkpoint",
+    "adaptive": "the attacks run harder (APGD, restarts, transfer) on a checkpoint",
     "robustness": "ERS and ARS of one model from its attacks",
     "sweep": "robust R@1 / prank of a checkpoint at several eps",
     "curves": "every model's eps sweep as one CSV and one figure",
@@ -59,14 +61,14 @@ def main() -> None:
     """catride: reproducible adversarially robust image retrieval.
 
     Each command but `preset` and `seeds` is one stage of the DVC pipeline (see
-    dvc.yaml); run `dvc repro` to run them all in order. `evaluate`, `attack`, `sweep`,
+    dvc.yaml); run `dvc repro` to run them all in order. `evaluate`, `attack`, `adaptive`, `sweep`,
     `examples`, `curves` and `report` also run on their own on any checkpoint
     and prepared data, params.yaml optional, with `--set section.key=value`
     overrides (README "Ad-hoc use").
     """
 
 
-for _command in (check, prepare, pretrain, finetune, evaluate, attack, robustness, sweep, curves, examples, report, preset, seeds):
+for _command in (check, prepare, pretrain, finetune, evaluate, attack, adaptive, robustness, sweep, curves, examples, report, preset, seeds):
     main.add_command(_command)
 
 

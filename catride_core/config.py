@@ -217,6 +217,17 @@ class RobustnessParams(Section):
     confidence: float = Field(0.95, gt=0.0, lt=1.0, description="coverage of every interval")
 
 
+class AdaptiveParams(Section):
+    """The adaptive evaluation (docs/method.md section 11): the nine attacks run harder on a few spread test images."""
+
+    queries: int = Field(50, ge=1, description="test images attacked, spread over the split (the gallery: the whole split)")
+    steps: int = Field(50, ge=1, description="iterations of the adaptive engine (APGD) per run")
+    restarts: int = Field(1, ge=0, description="further runs of the engine from seeded uniform points of the ball")
+    surrogate: ModelName = Field("none", description="model whose perturbations are transferred (ES, CA+/-, QA+/-); "
+                                 "one of `models`")
+    unbounded_eps: PixelBudget = Field(1.0, description="budget of the check that an unbounded attack breaks retrieval")
+
+
 class PretrainedParams(Section):
     """``pretrained``: the benign model as pretrained, fine-tuned for zero epochs; nothing to set."""
 
@@ -342,6 +353,7 @@ class Params(Section):
     finetune: FinetuneParams = FinetuneParams()
     attack: AttackParams = AttackParams()
     robustness: RobustnessParams = RobustnessParams()
+    adaptive: AdaptiveParams = AdaptiveParams()
     report: ReportParams = ReportParams()
     models: Annotated[list[ModelName], Distinct] = Field(default_factory=lambda: list(names.MODELS), min_length=1)
 
@@ -353,6 +365,14 @@ class Params(Section):
             raise _key_error(("report", "example_models"), f"{stale} not in models: no stage writes their "
                              "checkpoints (an old one would be shown); list models of `models`",
                              self.report.example_models)
+        return self
+
+    @model_validator(mode="after")
+    def _surrogate_of_compared_models(self) -> Params:
+        # the adaptive stage reads models/<surrogate>.pt, which only a model of `models` has
+        if self.adaptive.surrogate not in self.models:
+            raise _key_error(("adaptive", "surrogate"), f"{self.adaptive.surrogate!r} not in models: no stage "
+                             "writes its checkpoint; name a model of `models`", self.adaptive.surrogate)
         return self
 
 

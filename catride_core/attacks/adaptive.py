@@ -36,16 +36,12 @@ from catride_core.attacks.queries import spread_first
 from catride_core.attacks.runner import _attack_queries, build_attack
 from catride_core.distributed import World
 from catride_core.models.embedding import embed, eval_mode, image_batches
+from catride_core.retrieval.robustness import ROBUST_DIRECTION
 from catride_core.runtime import derive_seed, progress_bar
 
 #: attacks whose perturbation is crafted against its own targets' rankings and makes sense on another model
 TRANSFER_ATTACKS: tuple[str, ...] = ("ca_plus", "ca_minus", "qa_plus", "qa_minus", "es")
 
-#: score -> +1 where a higher value means a more robust model, -1 where a lower one does (each ERS term's direction)
-ROBUST_DIRECTION: dict[str, int] = {
-    "CA+": 1, "CA-": -1, "QA+": 1, "QA-": -1, "TMA": -1, "ES:D": -1, "ES:R": 1, "LTM": 1, "GTM": 1, "GTT": 1,
-    "GTM:ref": 1, "ES:D:ref": -1, "LTM:ref": 1,
-}
 
 
 @dataclass(frozen=True)

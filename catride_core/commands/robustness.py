@@ -1,4 +1,5 @@
-"""``catride robustness``: ERS and ARS of one model from its attack results, with bootstrap intervals."""
+"""``catride robustness``: ERS and ARS of one model from its attack results, with bootstrap intervals; with
+``--adaptive``, also from its adaptive evaluation (docs/method.md section 11)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,18 @@ from catride_core.artifacts.files import (
 from catride_core.commands.common import PARAMS_OPTION, stage
 from catride_core.config import load_params
 from catride_core.errors import ArtifactError
-from catride_core.names import ATTACK_SCORES, SCORES
+from catride_core.names import ATTACK_SCORES, ERS_ATTACKS, SCORES
 from catride_core.retrieval.bootstrap import (
     Replicates,
     bootstrap_replicates,
     intervals,
+    is_different,
+    percentile_interval,
     resample_indices,
+    resampled_means,
 )
 from catride_core.retrieval.robustness import (
+    ROBUST_DIRECTION,
     attack_result_problem,
     ers_reference,
     per_query_problem,
@@ -93,6 +98,66 @@ def bounds_of(key: str, bounds: dict[str, tuple[float, float] | None]) -> dict[s
     return {f"{key}_low": _rounded(interval[0]), f"{key}_high": _rounded(interval[1])}
 
 
+def read_adaptive(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """The adaptive stage's per-query clean, ``pgd`` and ``adaptive`` values of every ERS score, and its summary."""
+    summary = read_json(folder / "summary.json")
+    per_query: dict[str, dict[str, np.ndarray]] = {"clean": {}, "pgd": {}, "adaptive": {}}
+    lengths = set()
+    for name in ERS_ATTACKS:
+        columns = ["index", *(f"{score}/{run}" for score in ATTACK_SCORES[name] for run in per_query)]
+        table = read_csv(folder / f"{name}.csv", columns)
+        lengths.add(len(table))
+        for score in ATTACK_SCORES[name]:
+            for run, values in per_query.items():
+                column = table[f"{score}/{run}"].to_numpy(dtype=np.float64)
+                if not np.isfinite(column).all():
+                    raise ArtifactError(f"{folder / f'{name}.csv'}: column {score}/{run} holds values that are not finite")
+                values[score] = column
+    if len(lengths) > 1:
+        raise ArtifactError(f"{folder}: the attacks were run on different numbers of queries {sorted(lengths)}")
+    return per_query, summary
+
+
+def adaptive_metrics(folder: Path, benign: dict[str, float], seed: int, resamples: int, confidence: float
+                     ) -> dict[str, Any]:
+    """ERS and ARS of the adaptive values and of RobRank's PGD on the same queries, with bootstrap intervals;
+    the scores where the adaptive value is worse for the model by more than the interval of the difference;
+    and the adaptive stage's checks."""
+    per_query, summary = read_adaptive(folder)
+    queries = len(next(iter(per_query["clean"].values())))
+    indices = resample_indices(seed, queries, resamples)
+    clean = {score: float(values.mean()) for score, values in per_query["clean"].items()}
+    composites: dict[str, dict[str, float | None]] = {}
+    for run in ("adaptive", "pgd"):
+        means = {score: float(values.mean()) for score, values in per_query[run].items()}
+        point = robustness_summary(clean, means, benign["R@1"], benign["spread"])
+        bounds = intervals(bootstrap_replicates(per_query["clean"], per_query[run], indices, benign["R@1"],
+                                                benign["spread"]), confidence)
+        composites[run] = {"scores": {score: _rounded(value) for score, value in means.items()}}
+        for key in ("ERS", "ARS"):
+            composites[run] |= {key: _rounded(point[key]), **bounds_of(key, bounds)}
+    # how much worse for the model each score is under the adaptive attack, with a paired bootstrap interval
+    gaps = {score: ROBUST_DIRECTION[score] * (per_query["pgd"][score] - per_query["adaptive"][score])
+            for score in per_query["pgd"]}
+    resampled = resampled_means(gaps, indices)
+    overestimated = {}
+    for score, values in gaps.items():
+        low, high = percentile_interval(resampled[score], confidence)
+        if is_different(low, high) and low > 0:
+            overestimated[score] = {"gap": _rounded(float(values.mean())), "low": _rounded(low), "high": _rounded(high)}
+    adaptive = composites["adaptive"]
+    return {
+        **{f"{key}:adaptive{end}": adaptive[f"{key}{end}"] for key in ("ERS", "ARS") for end in ("", "_low", "_high")},
+        "adaptive": {
+            "queries": queries, "scores": adaptive["scores"],
+            "pgd_same_queries": composites["pgd"],
+            "overestimated": overestimated,
+            "checks": summary["checks"],
+            "gradient_norm": {name: attack["gradient_norm"] for name, attack in summary["attacks"].items()},
+        },
+    }
+
+
 @stage
 @PARAMS_OPTION
 @click.option("--benign", "benign_path", type=click.Path(dir_okay=False), required=True, help="the model's evaluate metrics JSON")
@@ -100,9 +165,13 @@ def bounds_of(key: str, bounds: dict[str, tuple[float, float] | None]) -> dict[s
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="robustness metrics JSON to write")
 @click.option("--bootstrap", "bootstrap_path", type=click.Path(dir_okay=False), required=True,
               help="CSV to write: ERS, ARS and every adversarial score in each bootstrap resample")
-def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: str, bootstrap_path: str) -> None:
+@click.option("--adaptive", "adaptive_dir", type=click.Path(file_okay=False), default=None,
+              help="folder of the model's adaptive evaluation: adds ERS:adaptive, ARS:adaptive and its checks")
+def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: str, bootstrap_path: str,
+               adaptive_dir: str | None) -> None:
     """ERS and ARS (docs/method.md section 6) of one model from its attack results, with bootstrap intervals;
-    ERS:ref as well where gtm_ref, es_ref and ltm_ref were attacked."""
+    ERS:ref as well where gtm_ref, es_ref and ltm_ref were attacked; with ``--adaptive``, ERS and ARS of the
+    adaptive evaluation (section 11) beside those of RobRank's PGD on the same queries, and its checks."""
     params = load_params(params_path)
     ensure_writable(out_path, bootstrap_path)
     benign = read_json(benign_path)
@@ -117,6 +186,8 @@ def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: s
     replicates = bootstrap_replicates(per_query["clean"], per_query["adversarial"],
                                       resample_indices(seed, queries, cfg.resamples), benign["R@1"], benign["spread"])
     bounds = intervals(replicates, cfg.confidence)
+    adaptive = ({} if adaptive_dir is None else
+                adaptive_metrics(Path(adaptive_dir), benign, seed, cfg.resamples, cfg.confidence))
     write_csv(bootstrap_path, replicates_table(replicates))
     write_json(out_path, {
         **{key: _rounded(value) for key, value in summary.items()},
@@ -125,6 +196,11 @@ def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: s
         **{f"adversarial_{end}": {score: _rounded(bounds[score][i]) for score in means["adversarial"]}
            for i, end in enumerate(("low", "high"))},
         "bootstrap": {"resamples": cfg.resamples, "confidence": cfg.confidence, "seed": seed, "queries": queries},
+        **adaptive,
     })
     click.echo(", ".join(f"{key} n/a" if value is None else f"{key} {value:.2f} [{bounds[key][0]:.2f}, {bounds[key][1]:.2f}]"
                          for key, value in summary.items()))
+    if adaptive:
+        click.echo(", ".join(f"{key}:adaptive n/a" if adaptive[f"{key}:adaptive"] is None else
+                             f"{key}:adaptive {adaptive[f'{key}:adaptive']:.2f} [{adaptive[f'{key}:adaptive_low']:.2f}, "
+                             f"{adaptive[f'{key}:adaptive_high']:.2f}]" for key in ("ERS", "ARS")))

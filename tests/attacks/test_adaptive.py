@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from catride_core.attacks.adaptive import (
-    ROBUST_DIRECTION,
     AdaptiveBudget,
     adaptive_attacks,
     worst_for_the_model,
@@ -15,6 +14,7 @@ from catride_core.attacks.adaptive import (
 from catride_core.attacks.base import AttackBudget
 from catride_core.data.prepared import TensorImageDataset
 from catride_core.names import ERS_ATTACKS, SCORES
+from catride_core.retrieval.robustness import ROBUST_DIRECTION
 
 BUDGET = AttackBudget(eps=0.15, step_size=0.02, steps=10, batch_size=16)
 

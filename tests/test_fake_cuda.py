@@ -3,13 +3,14 @@
 PyTorch's fake-tensor mode gives a tensor a shape, a dtype and a device but no
 data, so on this CPU-only machine every model, batch and gallery below lives on
 ``cuda`` and the project's own code runs on it: one step of every defense
-(c2f2 in fp32 and bf16, one process and rank 1 of two), ``fit``,
+(c2f2 in fp32 and bf16, ResNet-18, one process and rank 1 of two), ``fit``,
 every attack through ``run_attacks``, the target rules, the report's attack
 runs, nearest neighbours, the rank metrics, the collapse diagnostics and the
 benign evaluation. Fake tensors raise where an operation mixes devices;
 ``DeviceCheck`` also fails where torch would let a CPU tensor meet a CUDA one
-without a word (a CPU index into a CUDA tensor: a copy and a sync each time)
-and where a generator lives on another device than the numbers it draws.
+without a word (a CPU index into a CUDA tensor: a copy and a sync each time),
+where a generator lives on another device than the numbers it draws, and on an
+operation the pipeline's strict deterministic mode refuses on CUDA.
 
 What fake tensors cannot do is stubbed, and nothing else:
 
@@ -93,6 +94,33 @@ class DeviceMix(AssertionError):
     """An operation met tensors on two devices, or drew numbers from a generator on another device."""
 
 
+class Nondeterministic(AssertionError):
+    """An operation on CUDA that ``torch.use_deterministic_algorithms(True)`` refuses (the pipeline's default)."""
+
+
+def _always(args: tuple, kwargs: dict[str, Any]) -> bool:
+    return True
+
+
+#: operation -> whether these arguments make it one that the strict deterministic mode refuses on CUDA (the list of
+#: torch.use_deterministic_algorithms' documentation; runtime.seed_everything exempts none)
+NONDETERMINISTIC_ON_CUDA = {
+    **dict.fromkeys([
+        aten.avg_pool3d_backward, aten._adaptive_avg_pool2d_backward, aten._adaptive_avg_pool3d_backward,
+        aten.adaptive_max_pool2d_backward, aten.fractional_max_pool2d_backward, aten.fractional_max_pool3d_backward,
+        aten.max_unpool2d, aten.max_unpool3d, aten.upsample_linear1d_backward, aten.upsample_bilinear2d_backward,
+        aten.upsample_bicubic2d_backward, aten.upsample_trilinear3d_backward, aten.reflection_pad1d_backward,
+        aten.reflection_pad2d_backward, aten.reflection_pad3d_backward, aten.nll_loss_forward,
+        aten.nll_loss2d_forward, aten._ctc_loss_backward, aten.put_, aten.put, aten.histc,
+        aten.grid_sampler_2d_backward, aten.grid_sampler_3d_backward,
+    ], _always),
+    aten.median: lambda args, kwargs: len(args) > 1 or "dim" in kwargs,  # with indices
+    aten.bincount: lambda args, kwargs: (args[1:2] or [kwargs.get("weights")])[0] is not None,
+    aten.scatter_reduce: lambda args, kwargs: (args[4:5] or [kwargs.get("reduce")])[0] == "prod",
+    aten._embedding_bag_backward: lambda args, kwargs: args[8] == 2,  # mode max
+}
+
+
 def _tensors(*trees: Any) -> list[Tensor]:
     return [leaf for leaf in tree_flatten(trees)[0] if isinstance(leaf, Tensor)]
 
@@ -108,7 +136,8 @@ def _every_index(mask: Tensor) -> list[Tensor]:
 
 
 class DeviceCheck(TorchDispatchMode):
-    """Fails on any operation whose tensors are on two devices; value-dependent shapes get a fixed answer.
+    """Fails on any operation whose tensors are on two devices, or that the strict deterministic mode refuses on
+    CUDA; value-dependent shapes get a fixed answer.
 
     A CPU scalar (0-dim tensor) may meet any device, as torch allows, and moves
     (``.to``, ``copy_``) cross devices on purpose. ``cuda_dtypes`` collects the
@@ -125,6 +154,9 @@ class DeviceCheck(TorchDispatchMode):
         devices = {t.device for t in tensors if t.device.type != "cpu" or t.dim() > 0}
         if func not in MOVES and len(devices) > 1:
             raise DeviceMix(f"{func} on {[(str(t.device), tuple(t.shape)) for t in tensors]}")
+        refused = NONDETERMINISTIC_ON_CUDA.get(func.overloadpacket)
+        if refused is not None and any(t.device.type == "cuda" for t in tensors) and refused(args, kwargs):
+            raise Nondeterministic(f"{func} on CUDA has no deterministic kernel")
         generator = kwargs.get("generator")
         if generator is not None:
             drawn = torch.device(kwargs.get("device") or (tensors[0].device if tensors else "cpu"))
@@ -426,9 +458,9 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCuda]:
         yield FakeCuda(mode, check)
 
 
-def spc2_batch(pairs: int = 4) -> tuple[Tensor, Tensor]:
-    """A batch as the DataLoader gives it, on the CPU: 2P 28 px images [a1, p1, ...] and their labels."""
-    return torch.rand(2 * pairs, 1, 28, 28), torch.arange(pairs).repeat_interleave(2)
+def spc2_batch(pairs: int = 4, channels: int = 1, size: int = 28) -> tuple[Tensor, Tensor]:
+    """A batch as the DataLoader gives it, on the CPU: 2P images [a1, p1, ...] and their labels."""
+    return torch.rand(2 * pairs, channels, size, size), torch.arange(pairs).repeat_interleave(2)
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -441,10 +473,12 @@ LAMBDA = 10.0
 STEPS = [("none", 0), ("est", 0), ("act", 0), ("hm", 0), ("tride", 0), ("tride", 1), ("ca_tride", 0), ("ca_tride", 1)]
 
 
-def one_step(fake_cuda: FakeCuda, name: str, step: int, precision: str = "fp32", world: World = ONE_PROCESS):
+def one_step(fake_cuda: FakeCuda, name: str, step: int, precision: str = "fp32", world: World = ONE_PROCESS,
+             arch: str = "c2f2"):
     """``train_epoch`` over one SPC-2 batch, as benchmarks/gpu.py times a step: the step's output, its model
     and optimiser, and where training stands after it."""
-    model = fake_cuda.model()
+    model = fake_cuda.model(arch)
+    batch = spc2_batch() if arch == "c2f2" else spc2_batch(2, 3, 224)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     defense = build_defense(name, CONFIG, LAMBDA)
     outputs = []
@@ -454,7 +488,7 @@ def one_step(fake_cuda: FakeCuda, name: str, step: int, precision: str = "fp32",
         return outputs[-1]
 
     progress = Progress(epoch=1, step=step)
-    train_epoch(model, optimizer, [spc2_batch()], step_fn, epoch=1, epochs=2, progress=progress, seed=0,
+    train_epoch(model, optimizer, [batch], step_fn, epoch=1, epochs=2, progress=progress, seed=0,
                 margin=CONFIG.margin, miner=training_miner(name, CONFIG), device=CUDA, precision=precision, world=world)
     return outputs[0], model, optimizer, progress
 
@@ -474,6 +508,15 @@ def test_one_training_step_of_every_defense_runs_on_cuda(name, step, precision, 
         assert out.stats["pgd_steps"] == (1 if name == "hm" else CONFIG.steps)
     if name in ("tride", "ca_tride"):
         assert out.stats["anp"] == step % 2
+
+
+@pytest.mark.parametrize("name, step", [("none", 0), ("ca_tride", 0), ("ca_tride", 1)])
+def test_a_resnet18_step_runs_on_cuda(name, step, fake_cuda):
+    """The 224 px model of CUB, CARS and SOP: ImageNet normalisation, frozen BatchNorm, the plain-mean pooling."""
+    out, model, _, _ = one_step(fake_cuda, name, step, "bf16", arch="resnet18")
+    assert out.loss.device == CUDA
+    assert all(buffer.device == CUDA for buffer in model.buffers())
+    assert all(parameter.grad.device == CUDA for parameter in model.parameters() if parameter.requires_grad)
 
 
 def test_a_training_step_shared_by_two_processes_runs_on_cuda(fake_cuda, monkeypatch):
@@ -673,6 +716,9 @@ def test_the_check_fails_where_a_gpu_would_fail_or_pay(fake_cuda):
     with pytest.raises(AssertionError, match="HOST_READS does not stub"):
         float(x.sum())
     assert (x + torch.tensor(1.0)).device == CUDA  # a CPU scalar may meet any device
+    pooled = torch.nn.AdaptiveAvgPool2d((2, 2))(torch.rand(1, 2, 6, 6, device=CUDA, requires_grad=True))
+    with pytest.raises(Nondeterministic, match="_adaptive_avg_pool2d_backward"):
+        pooled.sum().backward()
 
 
 class Scale(torch.autograd.Function):

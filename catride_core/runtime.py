@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 
 #: CUDA ops that have no deterministic kernel and that the pipeline still needs, each with why (none so far:
-#: the ResNets' adaptive average pooling, whose backward has none, is computed as a plain mean instead).
+#: the ResNets' global pooling is a plain mean, not the adaptive pooling whose general CUDA backward has none).
 #: ``benchmarks/gpu.py`` runs every training step and attack under the strict mode on a lent GPU to keep this true.
 CUDA_NONDETERMINISTIC_EXEMPTIONS: dict[str, str] = {}
 

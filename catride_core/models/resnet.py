@@ -41,8 +41,9 @@ class Normalize(nn.Module):
 
 
 class SpatialMean(nn.Module):
-    """Global average pooling as a plain mean over H and W: ``AdaptiveAvgPool2d((1, 1))``'s values, but with a
-    deterministic CUDA backward (adaptive pooling's has none, which the strict deterministic mode refuses).
+    """Global average pooling as a plain mean over H and W: ``AdaptiveAvgPool2d((1, 1))``'s values, with a
+    deterministic CUDA backward whatever torch dispatches adaptive pooling to (its general CUDA backward has
+    none, which the strict deterministic mode refuses; torch 2.14 turns the 1x1 case into a mean itself).
 
     Shape:
         input: (B, C, H, W) -> (B, C, 1, 1)

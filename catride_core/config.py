@@ -220,8 +220,8 @@ class RobustnessParams(Section):
 class AdaptiveParams(Section):
     """The adaptive evaluation (docs/method.md section 11): the nine attacks run harder on a few spread test images."""
 
-    queries: int = Field(50, ge=1, description="test images attacked, spread over the split (the gallery: the whole split)")
-    steps: int = Field(50, ge=1, description="iterations of the adaptive engine (APGD) per run")
+    queries: int = Field(30, ge=1, description="test images attacked, spread over the split (the gallery: the whole split)")
+    steps: int = Field(20, ge=1, description="iterations of the adaptive engine (APGD) per run")
     restarts: int = Field(1, ge=0, description="further runs of the engine from seeded uniform points of the ball")
     surrogate: ModelName = Field("none", description="model whose perturbations are transferred (ES, CA+/-, QA+/-); "
                                  "one of `models`")

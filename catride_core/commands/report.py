@@ -173,7 +173,8 @@ def report(params_path: str | None, overrides: tuple[str, ...], metrics_dir: str
     settings = content.settings_rows(params, commit or git_commit(), bootstrap)
     against = [] if published_path is None else published_section(params, published_path, presets_dir, benign, robust,
                                                                   confidence)
-    blocks = content.report_blocks(table, comparisons, confidence, settings, shown, examples, against)
+    adaptive = content.adaptive_blocks(models, robust, params.adaptive.surrogate)
+    blocks = content.report_blocks(table, comparisons, confidence, settings, shown, examples, against, adaptive)
 
     write_csv(table_path, table)
     write_csv(tradeoff_path, content.tradeoff_table(table))

@@ -278,6 +278,7 @@ def report_blocks(
     figures: Mapping[str, str],
     examples: Sequence[str] = (),
     published: Sequence[Block] = (),
+    adaptive: Sequence[Block] = (),
 ) -> list[Block]:
     """The whole report: ranking and paired comparisons, the tables with intervals, the figures, the settings.
 
@@ -289,6 +290,7 @@ def report_blocks(
         figures: key of ``FIGURE_CAPTIONS`` -> the figure's path (only those given are shown).
         examples: paths of the retrieval-example grids, shown in this order.
         published: ``published_blocks`` where the dataset has published numbers, shown after the clean accuracy.
+        adaptive: ``adaptive_blocks``, shown after the robustness tables.
     """
     blocks: list[Block] = [
         Heading("Robustness report", 1),
@@ -314,6 +316,7 @@ def report_blocks(
         *(Table(("model", *columns), tuple((row.model, *(_with_interval(row, c) for c in columns))
                                           for _, row in table.iterrows()))
           for columns in SHOWN_ROBUSTNESS),
+        *adaptive,
         Heading("Clean accuracy and collapse diagnostics"),
         Table(("model", *BENIGN_COLUMNS, *DIAGNOSTIC_COLUMNS),
               tuple((row.model, *(_number(row[c], c) for c in (*BENIGN_COLUMNS, *DIAGNOSTIC_COLUMNS)))
@@ -405,3 +408,65 @@ def published_blocks(
                   tuple((d.key, _setting(d.ours), _setting(d.published)) for d in departures)),
         ]
     return blocks
+
+
+#: the gradient-norm check flags an attack whose gradient at the clean images is below this share of the undefended
+#: model's (a collapsed gradient is the usual sign of masking)
+GRADIENT_COLLAPSE = 0.01
+
+
+def _interval(values: Mapping[str, Any], key: str) -> str:
+    point, low, high = values.get(key), values.get(f"{key}_low"), values.get(f"{key}_high")
+    if point is None:
+        return "n/a"
+    return f"{point:.1f}" + ("" if low is None or high is None else f" [{low:.1f}, {high:.1f}]")
+
+
+def adaptive_blocks(models: Sequence[str], robustness: Mapping[str, Mapping[str, Any]], surrogate: str) -> list[Block]:
+    """The adaptive evaluation (docs/method.md section 11) beside RobRank's protocol: ERS and ARS both ways, whether
+    the ranking changes, the scores PGD-32 overestimates, and each model's checks. Empty where no model has one."""
+    shown = [m for m in models if isinstance(robustness[m].get("adaptive"), Mapping)]
+    if not shown:
+        return []
+    rows, checks, flags = [], [], []
+    reference = robustness.get(surrogate, {}).get("adaptive", {}).get("gradient_norm", {})
+    for model in shown:
+        metrics, adaptive = robustness[model], robustness[model]["adaptive"]
+        pgd = adaptive["pgd_same_queries"]
+        rows.append((model, _interval(metrics, "ERS"), _interval(pgd, "ERS"), _interval(metrics, "ERS:adaptive"),
+                     _interval(pgd, "ARS"), _interval(metrics, "ARS:adaptive")))
+        found = adaptive["checks"]
+        failed = [name for name, check in found.items() if not check["passed"]]
+        collapsed = [name for name, norm in adaptive["gradient_norm"].items()
+                     if model != surrogate and reference.get(name) and norm < GRADIENT_COLLAPSE * reference[name]]
+        unbounded = found["unbounded"]
+        checks.append(
+            f"{model}: unbounded budget (eps {unbounded['eps']:g}) leaves ES:R {unbounded['ES:R']:.1f} and CA+ "
+            f"{unbounded['CA+']:.1f} (must be <= {unbounded['ceiling']:g}); ES:R by eps "
+            f"{' > '.join(f'{v:.1f}' for v in found['monotone']['ES:R'])}; "
+            + ("all checks passed" if not failed else f"FAILED: {', '.join(failed)}")
+            + ("" if not collapsed else f"; gradient below {GRADIENT_COLLAPSE:g} x {surrogate}'s for "
+               f"{', '.join(collapsed)} (masking?)"))
+        flags += [f"{model}, {score}: PGD-32 overestimates robustness here by {gap['gap']:g} "
+                  f"[{gap['low']:g}, {gap['high']:g}]" for score, gap in adaptive["overestimated"].items()]
+    by_pgd = sorted(shown, key=lambda m: -(robustness[m]["adaptive"]["pgd_same_queries"]["ERS"] or -1e9))
+    by_adaptive = sorted(shown, key=lambda m: -(robustness[m].get("ERS:adaptive") or -1e9))
+    queries = robustness[shown[0]]["adaptive"]["queries"]
+    return [
+        Heading("Adaptive evaluation"),
+        Paragraph(f"Each ERS attack run harder on {queries} spread test queries (docs/method.md section 11): APGD,"
+                  f" seeded restarts and transfer from `{surrogate}`; per query the worst for the model of these and"
+                  " RobRank's PGD-32. ERS (all attacked queries) is the published protocol's; the next columns are"
+                  " PGD-32 and the adaptive attack on the adaptive queries, with bootstrap intervals."),
+        Table(("model", "ERS", "ERS, PGD-32", "ERS, adaptive", "ARS, PGD-32", "ARS, adaptive"), tuple(rows)),
+        Bullets((f"ranking by ERS under PGD-32: {' > '.join(by_pgd)}",
+                 f"ranking by ERS under the adaptive attack: {' > '.join(by_adaptive)}",
+                 "the order of the models " + ("does not change" if by_pgd == by_adaptive else "changes")
+                 + " under adaptive attacks")),
+        Heading("Where PGD-32 overestimates robustness", 3),
+        Paragraph("Scores the adaptive attack makes worse for the model by more than the interval of the"
+                  " paired difference (points of the score; TMA a cosine, ES:D a distance)."),
+        Bullets(tuple(flags) or ("none",)),
+        Heading("Checks", 3),
+        Bullets(tuple(checks)),
+    ]

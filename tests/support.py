@@ -126,6 +126,7 @@ TINY = {
     "finetune": {"epochs": 1, "pairs_per_batch": 8, "steps": 1},
     "attack": {"names": ["es"], "steps": 1, "max_queries": 4, "batch_size": 4, "save_images": 0},
     "models": ["pretrained"],
+    "adaptive": {"queries": 4, "steps": 1, "restarts": 0, "surrogate": "pretrained"},
     "report": {"example_models": ["pretrained"]},
 }
 
@@ -175,6 +176,7 @@ TINY_PIPELINE: dict = {
     "finetune": {"epochs": 2, "pairs_per_batch": 16, "steps": 2},
     "attack": {"names": ["es"], "steps": 2, "max_queries": 8, "batch_size": 8},
     "evaluate": {"recall_at": [1]},
+    "adaptive": {"queries": 4, "steps": 2, "restarts": 1, "surrogate": "pretrained"},
     "report": {"sweep_eps": [0, "8/255"], "sweep_queries": 4, "example_models": ["ca_tride"], "example_queries": 2},
 }
 
@@ -245,7 +247,7 @@ def nan_weights(checkpoint, folder):
 
 def run_report(root):
     """``catride report`` of the saved results under ``root`` (tests/saved_results.py) into ``root/reports``."""
-    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nreport:\n  example_models: [ca_tride]\n")
+    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nadaptive:\n  surrogate: pretrained\nreport:\n  example_models: [ca_tride]\n")
     out = root / "reports"
     return run(report, "--params", root / "params.yaml", "--metrics", root / "metrics", "--bootstrap",
                root / "bootstrap", "--table", out / "robustness.csv", "--tradeoff", out / "tradeoff.csv",

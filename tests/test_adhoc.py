@@ -18,6 +18,7 @@ from catride_core.cli import SUMMARIES, main
 from catride_core.commands.prepare import prepare
 from catride_core.data.prepared import build_dataset
 from catride_core.models import build_model
+from catride_core.names import ERS_ATTACKS
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +149,39 @@ def test_report_takes_overrides_without_a_params_file(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "r.md").read_text()
     assert "eps 8/255 (0.0314)" in text and "every test image" in text and "| none |" in text
+
+
+def test_adaptive_on_any_checkpoint_and_robustness_beside_pgd(saved, tmp_path):
+    common = ("--data", saved["data"], "--checkpoint", saved["checkpoint"])
+    small = ("--set", "attack.steps=2", "--set", "attack.max_queries=6", "--set", "adaptive.queries=6",
+             "--set", "adaptive.steps=3", "--set", "adaptive.restarts=1")
+    out = tmp_path / "adaptive"
+    result = catride("adaptive", *common, "--surrogate", saved["checkpoint"], "--out", out, "--no-progress", *small,
+                     cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"{n}.csv" for n in ERS_ATTACKS), "summary.json"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["queries"] == 6 and set(summary["attacks"]) == set(ERS_ATTACKS)
+    assert summary["attacks"]["es"]["runs"] == ["pgd", "apgd", "restart1", "transfer"]
+    assert summary["attacks"]["ltm"]["runs"] == ["pgd", "apgd", "restart1"]  # no transfer for LTM
+    assert set(summary["checks"]) == {"unbounded", "monotone", "never_better_than_pgd"}
+    assert summary["checks"]["never_better_than_pgd"]["passed"]
+    table = pd.read_csv(out / "es.csv")
+    assert list(table.columns[:3]) == ["index", "ES:D/clean", "ES:D/pgd"] and len(table) == 6
+    assert "check unbounded: " in result.stdout
+    # the robustness stage puts the adaptive ERS and ARS beside PGD's on the same queries
+    attacks, benign = tmp_path / "attacks", tmp_path / "benign.json"
+    assert catride("attack", *common, "--out", attacks, "--no-progress", *small, cwd=tmp_path).exit_code == 0
+    assert catride("evaluate", *common, "--metrics", benign, cwd=tmp_path).exit_code == 0
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"attack": {"max_queries": 6}, "robustness": {"resamples": 50}}))
+    done = catride("robustness", "--params", params, "--benign", benign, "--attacks", attacks, "--adaptive", out,
+                   "--out", tmp_path / "r.json", "--bootstrap", tmp_path / "b.csv", cwd=tmp_path)
+    assert done.exit_code == 0, done.output
+    metrics = json.loads((tmp_path / "r.json").read_text())
+    for key in ("ERS", "ARS"):
+        assert metrics[f"{key}:adaptive_low"] <= metrics[f"{key}:adaptive"] <= metrics[f"{key}:adaptive_high"]
+        # never better for the model than PGD on the same queries
+        assert metrics[f"{key}:adaptive"] <= metrics["adaptive"]["pgd_same_queries"][key] + 1e-9
+    assert metrics["adaptive"]["queries"] == 6 and metrics["adaptive"]["checks"] == summary["checks"]
+    assert set(metrics["adaptive"]["gradient_norm"]) == set(ERS_ATTACKS)

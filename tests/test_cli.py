@@ -33,6 +33,7 @@ TINY = {
     "evaluate": {"recall_at": [1, 2], "block_size": 20},
     "finetune": {"epochs": 2, "pairs_per_batch": 16, "steps": 2},
     "attack": {"steps": 2, "max_queries": 12, "batch_size": 5, "save_images": 3},
+    "adaptive": {"queries": 6, "steps": 2, "restarts": 1, "surrogate": "pretrained"},
     "report": {"sweep_eps": [0, "8/255"], "sweep_queries": 6, "example_models": ["ca_tride"], "example_queries": 2,
                "example_top_k": 3},
 }

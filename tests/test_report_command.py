@@ -19,7 +19,7 @@ from support import ROOT
 from catride_core.commands.report import report
 from catride_core.report.palette import MODEL_COLOURS
 
-PARAMS = "models: [pretrained, tride, ca_tride]\nreport:\n  example_models: [ca_tride]\n"
+PARAMS = "models: [pretrained, tride, ca_tride]\nadaptive:\n  surrogate: pretrained\nreport:\n  example_models: [ca_tride]\n"
 FIGURES = {"scores", "attacks", "tradeoff", "finetune", "pretrain"}
 CHROMIUM = shutil.which("chromium")
 #: no network at all: every host resolves to nothing and every request goes to a closed port

@@ -138,3 +138,37 @@ def test_report_without_bootstrap_or_logs_has_no_comparisons():
     lists = [item for b in blocks if isinstance(b, Bullets) for item in b.items]
     assert "by ERS: n/a (attacks missing)" in lists and not any("interval [" in item for item in lists)
     assert not any(isinstance(b, Image) for b in blocks)
+
+
+def _adaptive_metrics(ers, ers_pgd, ers_adaptive, norm, overestimated=None, unbounded=(0.0, 1.0), monotone=True):
+    checks = {"unbounded": {"eps": 1.0, "ceiling": 10.0, "ES:R": unbounded[0], "CA+": unbounded[1],
+                            "passed": max(unbounded) <= 10.0},
+              "monotone": {"eps": [0.1, 0.2, 1.0], "ES:R": [50.0, 20.0, 0.0], "passed": monotone},
+              "never_better_than_pgd": {"passed": True}}
+    return {"ERS": ers, "ERS_low": ers - 1, "ERS_high": ers + 1, "ERS:adaptive": ers_adaptive,
+            "ERS:adaptive_low": ers_adaptive - 2, "ERS:adaptive_high": ers_adaptive + 2, "ARS:adaptive": 10.0,
+            "adaptive": {"queries": 30, "pgd_same_queries": {"ERS": ers_pgd, "ARS": 12.0}, "scores": {},
+                         "overestimated": overestimated or {}, "checks": checks,
+                         "gradient_norm": {"es": norm, "ltm": 0.1}}}
+
+
+def test_the_adaptive_section_shows_both_rankings_the_overestimates_and_the_checks():
+    from catride_core.report.content import adaptive_blocks
+    from catride_core.report.document import to_markdown
+
+    robustness = {
+        "none": _adaptive_metrics(5.0, 5.2, 4.0, 0.1),
+        "act": _adaptive_metrics(30.0, 31.0, 12.0, 0.1, {"ES:R": {"gap": 30.0, "low": 10.0, "high": 50.0}}),
+        "masked": _adaptive_metrics(40.0, 40.5, 8.0, 1e-6, monotone=False, unbounded=(60.0, 1.0)),
+    }
+    text = to_markdown(adaptive_blocks(["none", "act", "masked"], robustness, "none"), {})
+    assert "| act | 30.0 [29.0, 31.0] | 31.0 | 12.0 [10.0, 14.0] | 12.0 | 10.0 |" in text
+    assert "ranking by ERS under PGD-32: masked > act > none" in text
+    assert "ranking by ERS under the adaptive attack: act > masked > none" in text
+    assert "the order of the models changes under adaptive attacks" in text
+    assert "act, ES:R: PGD-32 overestimates robustness here by 30 [10, 50]" in text
+    assert "masked: unbounded budget (eps 1) leaves ES:R 60.0 and CA+ 1.0 (must be <= 10)" in text
+    assert "FAILED: unbounded, monotone; gradient below 0.01 x none's for es (masking?)" in text
+    assert "none: unbounded budget" in text and text.count("all checks passed") == 2
+    # no adaptive evaluation in the metrics: no section
+    assert adaptive_blocks(["none"], {"none": {"ERS": 5.0}}, "none") == []

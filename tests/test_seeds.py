@@ -21,7 +21,7 @@ from catride_core.report.seeds import (
 )
 
 PARAMS = {"base": {"seed": 0}, "models": ["pretrained", "ca_tride"], "finetune": {"epochs": 3},
-          "report": {"example_models": ["ca_tride"]}}
+          "adaptive": {"surrogate": "pretrained"}, "report": {"example_models": ["ca_tride"]}}
 
 
 def revision(name, seed, r1, ers, *, epochs=3, error=False):

@@ -40,6 +40,7 @@ from catride_core.commands.common import (
     start,
 )
 from catride_core.data.prepared import build_dataset
+from catride_core.errors import ParamsError
 from catride_core.models.embedding import embed, eval_mode
 from catride_core.names import ERS_ATTACKS
 from catride_core.retrieval.robustness import ROBUST_DIRECTION
@@ -122,7 +123,7 @@ def sanity_checks(model, images, labels, budget, steps: int, n_queries: int, unb
 @PROGRESS_OPTION
 def adaptive(params_path: str | None, overrides: tuple[str, ...], data_dir: str, checkpoint: str,
              surrogate: str | None, out_dir: str | None, progress: bool) -> None:
-    """Attack a model with each ERS attack as hard as a careful reviewer would (docs/method.md section 11).
+    """Attack a model with each ERS attack of attack.names as hard as a careful reviewer would (docs/method.md 11).
 
     On ``adaptive.queries`` spread test images: RobRank's PGD (the attack
     stage's code), APGD, seeded restarts and, with ``--surrogate``, transfer;
@@ -133,14 +134,18 @@ def adaptive(params_path: str | None, overrides: tuple[str, ...], data_dir: str,
     if out_dir is not None:
         ensure_folder_writable(out_dir, ADAPTIVE_FILES)
     cfg = params.adaptive
+    names = [name for name in params.attack.names if name in ERS_ATTACKS]
+    if not names:
+        raise ParamsError(f"{params_path or 'params'}: attack.names: {params.attack.names} holds none of the nine ERS "
+                          "attacks, which the adaptive evaluation runs harder")
     data = load_prepared(data_dir)
     budget = attack_budget(params.attack)
     model, _ = load_checkpoint(checkpoint, device, data.meta)
     transferred = None if surrogate is None else load_checkpoint(surrogate, device, data.meta)[0]
     test_set = build_dataset(data, "test", train=False)
     labels = torch.as_tensor(test_set.labels)
-    check_target_counts(params_path, ERS_ATTACKS, budget, len(test_set))
-    results = adaptive_attacks(list(ERS_ATTACKS), model, test_set, labels, budget,
+    check_target_counts(params_path, names, budget, len(test_set))
+    results = adaptive_attacks(names, model, test_set, labels, budget,
                                AdaptiveBudget(cfg.steps, cfg.restarts), params.base.seed, cfg.queries,
                                surrogate=transferred, progress=progress)
     summary = {

@@ -98,12 +98,13 @@ def bounds_of(key: str, bounds: dict[str, tuple[float, float] | None]) -> dict[s
     return {f"{key}_low": _rounded(interval[0]), f"{key}_high": _rounded(interval[1])}
 
 
-def read_adaptive(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    """The adaptive stage's per-query clean, ``pgd`` and ``adaptive`` values of every ERS score, and its summary."""
+def read_adaptive(folder: Path, names: list[str]) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """The adaptive stage's per-query clean, ``pgd`` and ``adaptive`` values of the scores of the ERS attacks among
+    ``names``, and its summary."""
     summary = read_json(folder / "summary.json")
     per_query: dict[str, dict[str, np.ndarray]] = {"clean": {}, "pgd": {}, "adaptive": {}}
     lengths = set()
-    for name in ERS_ATTACKS:
+    for name in (name for name in names if name in ERS_ATTACKS):
         columns = ["index", *(f"{score}/{run}" for score in ATTACK_SCORES[name] for run in per_query)]
         table = read_csv(folder / f"{name}.csv", columns)
         lengths.add(len(table))
@@ -118,12 +119,12 @@ def read_adaptive(folder: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[
     return per_query, summary
 
 
-def adaptive_metrics(folder: Path, benign: dict[str, float], seed: int, resamples: int, confidence: float
-                     ) -> dict[str, Any]:
+def adaptive_metrics(folder: Path, names: list[str], benign: dict[str, float], seed: int, resamples: int,
+                     confidence: float) -> dict[str, Any]:
     """ERS and ARS of the adaptive values and of RobRank's PGD on the same queries, with bootstrap intervals;
     the scores where the adaptive value is worse for the model by more than the interval of the difference;
     and the adaptive stage's checks."""
-    per_query, summary = read_adaptive(folder)
+    per_query, summary = read_adaptive(folder, names)
     queries = len(next(iter(per_query["clean"].values())))
     indices = resample_indices(seed, queries, resamples)
     clean = {score: float(values.mean()) for score, values in per_query["clean"].items()}
@@ -187,7 +188,7 @@ def robustness(params_path: str, benign_path: str, attacks_dir: str, out_path: s
                                       resample_indices(seed, queries, cfg.resamples), benign["R@1"], benign["spread"])
     bounds = intervals(replicates, cfg.confidence)
     adaptive = ({} if adaptive_dir is None else
-                adaptive_metrics(Path(adaptive_dir), benign, seed, cfg.resamples, cfg.confidence))
+                adaptive_metrics(Path(adaptive_dir), params.attack.names, benign, seed, cfg.resamples, cfg.confidence))
     write_csv(bootstrap_path, replicates_table(replicates))
     write_json(out_path, {
         **{key: _rounded(value) for key, value in summary.items()},

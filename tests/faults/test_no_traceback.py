@@ -108,7 +108,7 @@ def test_report_names_a_metrics_file_missing_a_key_or_holding_text(tmp_path, kin
 # --- catride seeds on a malformed `dvc exp show --json` ------------------------------------------------
 
 def revision(name, seed, r1):
-    params = {"base": {"seed": seed}, "models": ["pretrained"], "report": {"example_models": ["pretrained"]}}
+    params = {"base": {"seed": seed}, "models": ["pretrained"], "adaptive": {"surrogate": "pretrained"}, "report": {"example_models": ["pretrained"]}}
     return {"rev": name, "name": name, "data": {"params": {"params.yaml": {"data": params}},
                                                 "metrics": {"metrics/benign/pretrained.json": {"data": {"R@1": r1}}}}}
 
@@ -123,7 +123,7 @@ def revision(name, seed, r1):
 ])
 def test_seeds_names_a_malformed_exp_show(tmp_path, exp_show, fragment):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"base": {"seed": 0}, "models": ["pretrained"], "report": {"example_models": ["pretrained"]}}))
+    params.write_text(yaml.safe_dump({"base": {"seed": 0}, "models": ["pretrained"], "adaptive": {"surrogate": "pretrained"}, "report": {"example_models": ["pretrained"]}}))
     exp_json = tmp_path / "exp.json"
     exp_json.write_text(json.dumps(exp_show))  # NaN is written bare, as Python's json writes it
     result = run(seeds, "--params", params, "--exp-json", exp_json, "--table", tmp_path / "s.csv",
@@ -231,7 +231,7 @@ def test_a_damaged_state_of_the_right_identity_is_named(tiny, tmp_path, fault):
 # --- the eps sweep ------------------------------------------------------------------------------------
 
 def test_curves_names_a_sweep_csv_with_a_nan_eps(tmp_path):
-    (tmp_path / "params.yaml").write_text("models: [pretrained]\nreport:\n  example_models: [pretrained]\n"
+    (tmp_path / "params.yaml").write_text("models: [pretrained]\nadaptive:\n  surrogate: pretrained\nreport:\n  example_models: [pretrained]\n"
                                           "  sweep_attacks: [es]\n")
     (tmp_path / "sweeps").mkdir()
     path = tmp_path / "sweeps" / "pretrained.csv"

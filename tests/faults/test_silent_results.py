@@ -97,7 +97,7 @@ def test_a_metrics_file_holding_bare_nan_is_refused(tmp_path, constant):
 # --- the report's inputs --------------------------------------------------------------------------
 
 def report_of(root):
-    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nreport:\n  example_models: [ca_tride]\n")
+    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nadaptive:\n  surrogate: pretrained\nreport:\n  example_models: [ca_tride]\n")
     out = root / "reports"
     return run(report, "--params", root / "params.yaml", "--metrics", root / "metrics", "--bootstrap",
                root / "bootstrap", "--logs", root / "logs", "--table", out / "robustness.csv", "--tradeoff",

@@ -162,7 +162,7 @@ def test_attack_out_a_folder_of_user_files_is_refused_and_deletes_nothing(tiny, 
 
 def test_report_figures_into_the_reports_folder_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
     root = write_results(tmp_path)
-    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nreport:\n  example_models: [ca_tride]\n")
+    (root / "params.yaml").write_text("models: [pretrained, tride, ca_tride]\nadaptive:\n  surrogate: pretrained\nreport:\n  example_models: [ca_tride]\n")
     reports = root / "reports"
     for name in ("sweep.png", "examples/ca_tride_es.png"):  # what other stages wrote there
         (reports / name).parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ import numpy as np
 
 from catride_core.names import ATTACK_SCORES, REFERENCE_SCORES, SCORES
 
-
 #: score -> +1 where a higher value means a more robust model, -1 where a lower one does (its ERS term's direction)
 ROBUST_DIRECTION: dict[str, int] = {
     "CA+": 1, "CA-": -1, "QA+": 1, "QA-": -1, "TMA": -1, "ES:D": -1, "ES:R": 1, "LTM": 1, "GTM": 1, "GTT": 1,

@@ -85,7 +85,8 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     params["finetune"]["ca_tride"]["inverse_temperature"] = 5.0
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran_stages(work) == {"check", "finetune@ca_tride", "evaluate@ca_tride", "attack@ca_tride",
-                                "robustness@ca_tride", "report", "sweep@ca_tride", "curves", "examples@ca_tride"}
+                                "adaptive@ca_tride", "robustness@ca_tride", "report", "sweep@ca_tride", "curves",
+                                "examples@ca_tride"}
 
     # an interval setting reruns every model's intervals (benign ones in evaluate, robustness ones) and the report,
     # no training and no attack

@@ -18,6 +18,11 @@ Usage::
     python benchmarks/pipeline_floor.py                       # the default params.yaml
     python benchmarks/pipeline_floor.py --params my.yaml      # another params file for the copy
     python benchmarks/pipeline_floor.py --keep /tmp/floor     # keep the copy (its outputs) there
+    python benchmarks/pipeline_floor.py --stages 'adaptive@*' 'attack@*'   # only these, on this checkout's outputs
+
+``--stages`` runs only the stages whose names match one of its patterns, in
+DVC's order, in a copy that also holds this checkout's pipeline outputs (its
+``dvc repro`` must have run), so that their inputs exist.
 
 Not counted by the in-process run: each stage's interpreter start and imports
 under ``dvc repro``; the script times one such start and prints it separately.
@@ -26,6 +31,7 @@ under ``dvc repro``; the script times one such start and prints it separately.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib
 import shlex
 import shutil
@@ -46,6 +52,8 @@ from dvc.repo import Repo
 from catride_core.models import Embedder, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the pipeline's outputs a run of some stages may read, copied with ``--stages``
+OUTPUT_FOLDERS = ("data/prepared", "models", "attacks", "adaptive", "metrics", "bootstrap", "logs", "reports")
 
 #: a kind of pass: (arch, embedding dim, input shape, training mode, grad to input, grad to weights)
 PassKind = tuple[str, int, tuple[int, ...], bool, bool, bool]
@@ -161,6 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, help="params file to use instead of the project's params.yaml")
     parser.add_argument("--keep", type=Path, help="folder to run in and keep (default: a temporary one)")
+    parser.add_argument("--stages", nargs="+", metavar="PATTERN",
+                        help="run only the stages matching these patterns, on this checkout's outputs")
     args = parser.parse_args()
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="catride-floor-"))
@@ -169,6 +179,13 @@ def main() -> None:
     if args.params:
         shutil.copy(args.params, workdir / "params.yaml")
     stages = stage_order(workdir)
+    if args.stages:
+        stages = [(name, argv) for name, argv in stages if any(fnmatch.fnmatch(name, p) for p in args.stages)]
+        if not stages:
+            raise SystemExit(f"no stage matches {args.stages}")
+        for folder in OUTPUT_FOLDERS:
+            if (ROOT / folder).exists():
+                shutil.copytree(ROOT / folder, workdir / folder, dirs_exist_ok=True)
     print(f"{len(stages)} stages in {workdir}; torch threads {torch.get_num_threads()}", flush=True)
 
     # each stage's passes are timed right after it ran, so a change in the machine's load between

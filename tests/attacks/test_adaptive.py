@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from catride_core.attacks.adaptive import (
     AdaptiveBudget,
@@ -110,3 +112,29 @@ def test_restarts_never_make_the_worst_case_weaker(angle_embedder):
     assert np.array_equal(fewer.per_query["LTM/apgd"], more.per_query["LTM/apgd"])
     assert (more.per_query["LTM/adaptive"] <= fewer.per_query["LTM/adaptive"]).all()
     assert math.isfinite(more.gradient_norm) and more.gradient_norm > 0
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(ERS_ATTACKS), eps=st.floats(0.0, 0.4), steps=st.integers(1, 5),
+       restarts=st.integers(0, 2), seed=st.integers(0, 2**31 - 1))
+def test_property_never_better_than_pgd_restarts_never_weaker_and_within_the_ball(
+        angle_embedder, name, eps, steps, restarts, seed):
+    images, labels = toy_set()
+    budget = AttackBudget(eps=eps, step_size=0.03, steps=steps, batch_size=8)
+    model = angle_embedder()
+    fewer = adaptive_attacks([name], model, images, labels, budget, AdaptiveBudget(steps, restarts), seed, 12)[name]
+    more = adaptive_attacks([name], model, images, labels, budget, AdaptiveBudget(steps, restarts + 1), seed,
+                            12)[name]
+    for score in (key.split("/")[0] for key in more.per_query if key.endswith("/adaptive")):
+        direction = ROBUST_DIRECTION[score]
+        pgd, worst, fewer_worst = (r.per_query[f"{score}/{run}"] for r, run in
+                                   ((more, "pgd"), (more, "adaptive"), (fewer, "adaptive")))
+        assert (direction * (worst - pgd) <= 1e-12).all(), score  # never better for the model than PGD
+        assert (direction * (worst - fewer_worst) <= 1e-12).all(), score  # one more restart never weakens it
+    # (every run inside adaptive_attacks is checked within eps and [0, 1] by check_adversarial; the engine alone:)
+    from catride_core.attacks.apgd import adaptive_pgd
+
+    pixels = torch.stack([images[i][0] for i in range(8)])
+    found = adaptive_pgd(model, pixels, lambda e: e.sum(1), eps, steps, random_start=True,
+                         generator=torch.Generator().manual_seed(seed)).images
+    assert (found - pixels).abs().max() <= eps + 1e-6 and found.min() >= 0 and found.max() <= 1

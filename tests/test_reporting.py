@@ -166,7 +166,7 @@ def test_the_adaptive_section_shows_both_rankings_the_overestimates_and_the_chec
     assert "ranking by ERS under PGD-32: masked > act > none" in text
     assert "ranking by ERS under the adaptive attack: act > masked > none" in text
     assert "the order of the models changes under adaptive attacks" in text
-    assert "act, ES:R: PGD-32 overestimates robustness here by 30 [10, 50]" in text
+    assert "act: ES:R +30.0 [+10.0, +50.0]" in text
     assert "masked: unbounded budget (eps 1) leaves ES:R 60.0 and CA+ 1.0 (must be <= 10)" in text
     assert "FAILED: unbounded, monotone; gradient below 0.01 x none's for es (masking?)" in text
     assert "none: unbounded budget" in text and text.count("all checks passed") == 2

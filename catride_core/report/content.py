@@ -422,6 +422,10 @@ def _interval(values: Mapping[str, Any], key: str) -> str:
     return f"{point:.1f}" + ("" if low is None or high is None else f" [{low:.1f}, {high:.1f}]")
 
 
+def _gap(score: str, value: float) -> str:
+    return f"{value:+.{DECIMALS.get(score, 1)}f}"
+
+
 def adaptive_blocks(models: Sequence[str], robustness: Mapping[str, Mapping[str, Any]], surrogate: str) -> list[Block]:
     """The adaptive evaluation (docs/method.md section 11) beside RobRank's protocol: ERS and ARS both ways, whether
     the ranking changes, the scores PGD-32 overestimates, and each model's checks. Empty where no model has one."""
@@ -442,13 +446,15 @@ def adaptive_blocks(models: Sequence[str], robustness: Mapping[str, Mapping[str,
         unbounded = found["unbounded"]
         checks.append(
             f"{model}: unbounded budget (eps {unbounded['eps']:g}) leaves ES:R {unbounded['ES:R']:.1f} and CA+ "
-            f"{unbounded['CA+']:.1f} (must be <= {unbounded['ceiling']:g}); ES:R by eps "
-            f"{' > '.join(f'{v:.1f}' for v in found['monotone']['ES:R'])}; "
+            f"{unbounded['CA+']:.1f} (must be <= {unbounded['ceiling']:g}); ES:R at eps x 1/4, 1/2, 1 and unbounded "
+            f"{', '.join(f'{v:.1f}' for v in found['monotone']['ES:R'])}; "
             + ("all checks passed" if not failed else f"FAILED: {', '.join(failed)}")
             + ("" if not collapsed else f"; gradient below {GRADIENT_COLLAPSE:g} x {surrogate}'s for "
                f"{', '.join(collapsed)} (masking?)"))
-        flags += [f"{model}, {score}: PGD-32 overestimates robustness here by {gap['gap']:g} "
-                  f"[{gap['low']:g}, {gap['high']:g}]" for score, gap in adaptive["overestimated"].items()]
+        if adaptive["overestimated"]:
+            flags.append(f"{model}: " + ", ".join(
+                f"{score} {_gap(score, gap['gap'])} [{_gap(score, gap['low'])}, {_gap(score, gap['high'])}]"
+                for score, gap in sorted(adaptive["overestimated"].items(), key=lambda item: SCORES.index(item[0]))))
     by_pgd = sorted(shown, key=lambda m: -(robustness[m]["adaptive"]["pgd_same_queries"]["ERS"] or -1e9))
     by_adaptive = sorted(shown, key=lambda m: -(robustness[m].get("ERS:adaptive") or -1e9))
     queries = robustness[shown[0]]["adaptive"]["queries"]
@@ -464,8 +470,9 @@ def adaptive_blocks(models: Sequence[str], robustness: Mapping[str, Mapping[str,
                  "the order of the models " + ("does not change" if by_pgd == by_adaptive else "changes")
                  + " under adaptive attacks")),
         Heading("Where PGD-32 overestimates robustness", 3),
-        Paragraph("Scores the adaptive attack makes worse for the model by more than the interval of the"
-                  " paired difference (points of the score; TMA a cosine, ES:D a distance)."),
+        Paragraph("Per model, the scores the adaptive attack makes worse for the model by more than the interval of"
+                  " the paired difference: PGD-32 overestimates robustness there by this much (points of the score;"
+                  " TMA a cosine, ES:D a distance), with the interval of the difference."),
         Bullets(tuple(flags) or ("none",)),
         Heading("Checks", 3),
         Bullets(tuple(checks)),

@@ -307,8 +307,12 @@ def test_each_process_reads_only_its_share_and_training_is_that_of_one(tmp_path)
     from catride_core.data.sampler import SPC2Sampler
     from catride_core.training import RankBatches
 
-    torch.set_num_threads(1)
-    one_row, one_weights, one_read = _train_one_epoch(World())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each spawned process runs; given back, or later in-process runs would round otherwise
+    try:
+        one_row, one_weights, one_read = _train_one_epoch(World())
+    finally:
+        torch.set_num_threads(threads)
     mp.spawn(_per_rank_reading, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "rank")), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank.{rank}", weights_only=False) for rank in range(2)]
     # each process read the rows of its pairs of every batch, nothing else; together, what one process read

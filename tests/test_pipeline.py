@@ -101,7 +101,7 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path):
     models = params["models"]
     assert ran_stages(work) == {"check", "pretrain", "report", "curves", "examples@ca_tride",
                                 *(f"{kind}@{m}" for m in models
-                                  for kind in ("finetune", "evaluate", "attack", "robustness", "sweep"))}
+                                  for kind in ("finetune", "evaluate", "attack", "adaptive", "robustness", "sweep"))}
 
     # a sweep setting reruns the sweeps, their curves and the report that shows them, nothing else
     params["report"]["sweep_queries"] = 3

@@ -314,7 +314,7 @@ def test_each_process_reads_only_its_share_and_training_is_that_of_one(tmp_path)
     finally:
         torch.set_num_threads(threads)
     mp.spawn(_per_rank_reading, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "rank")), nprocs=2)
-    ranks = [torch.load(tmp_path / f"rank.{rank}", weights_only=False) for rank in range(2)]
+    ranks = [torch.load(tmp_path / f"rank.{rank}", weights_only=True) for rank in range(2)]
     # each process read the rows of its pairs of every batch, nothing else; together, what one process read
     sampler = SPC2Sampler(_data()[1].numpy(), 8, 0)
     for rank, (_, _, read) in enumerate(ranks):
